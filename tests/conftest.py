@@ -6,6 +6,7 @@ repository, or ``TECHNIC_MARKET_DATA``); it is read by path and never copied.
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.engine.types import Bars
+from scanner.engine.types import Bars, Instrument
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 def _market_dir() -> Path:
     path = Path(os.environ.get("TECHNIC_MARKET_DATA", REPO.parent / "shared" / "data" / "market"))
     if not (path / "prices.parquet").is_file():
-        pytest.fail(f"real market data not found at {path}; set TECHNIC_MARKET_DATA to the folder holding prices.parquet")
+        pytest.fail(
+            f"real market data not found at {path}; set TECHNIC_MARKET_DATA to the folder holding prices.parquet"
+        )
     return path
 
 
@@ -41,5 +44,29 @@ def real_bars(market_dir: Path) -> dict[str, Bars]:
     out: dict[str, Bars] = {}
     bounds = np.flatnonzero(symbols[1:] != symbols[:-1]) + 1
     for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(symbols)], strict=True):
-        out[str(symbols[start])] = Bars(dates[start:end], *(cols[c][start:end] for c in ("open", "high", "low", "close", "volume")))
+        out[str(symbols[start])] = Bars(
+            dates[start:end], *(cols[c][start:end] for c in ("open", "high", "low", "close", "volume"))
+        )
     return out
+
+
+@pytest.fixture(scope="session")
+def real_instruments(market_dir: Path) -> list[Instrument]:
+    """The 505 real symbols with name and GICS sector, sorted by symbol."""
+    with (market_dir / "constituents.csv").open(newline="") as fh:
+        return sorted(
+            (Instrument(r["symbol"], r["name"], r["sector"]) for r in csv.DictReader(fh)), key=lambda i: i.symbol
+        )
+
+
+@pytest.fixture(scope="session")
+def real_calendar(real_bars: dict[str, Bars]) -> np.ndarray:
+    """Every market date of the real data set (the union over symbols)."""
+    return np.unique(np.concatenate([b.dates for b in real_bars.values()]))
+
+
+@pytest.fixture(scope="session")
+def anomalies(market_dir: Path) -> list[dict[str, str]]:
+    """Rows of anomalies.csv: symbol, date, issue, detail."""
+    with (market_dir / "anomalies.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,49 @@
+"""Shared benchmark plumbing: one-core setup, peak memory, and writing the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def single_core() -> None:
+    """Keep numeric libraries to one thread and, where allowed, pin this process to one CPU."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def market_dir() -> Path:
+    path = Path(os.environ.get("TECHNIC_MARKET_DATA", ROOT.parent / "shared" / "data" / "market"))
+    if not (path / "prices.parquet").is_file():
+        sys.exit(f"real market data not found at {path}; set TECHNIC_MARKET_DATA")
+    return path
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    """Write figures to bench/results/<name>.json and print them as the last line of output."""
+    figures = {
+        "benchmark": name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        **figures,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures), flush=True)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CacheAdminConfig(AppConfig):
+    name = "cache_admin"
+    verbose_name = "Price cache"

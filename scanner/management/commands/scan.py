@@ -1,0 +1,133 @@
+"""``python manage.py scan``: run one scan with a live four-stage display, then print results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import ArgumentParser, ArgumentTypeError
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from progress.tracker import ProgressTracker
+from scanner.engine.config import ConfigError, ScanConfig
+from scanner.providers import DataProviderError, get_provider
+from scanner.runner import ScanReport, load_universe, run_scan
+from scanner.terminal import LiveDisplay, render_csv, render_table
+
+
+def _csv_list(value: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not items:
+        raise ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from err
+
+
+class Command(BaseCommand):
+    help = "Run one scan and print a live four-stage progress display, then the ranked results."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+
+        def one_line_error(message: str) -> NoReturn:
+            sys.stderr.write(f"CommandError: {message} (see: manage.py scan --help)\n")
+            raise SystemExit(2)
+
+        parser.error = one_line_error
+        return parser
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--provider", choices=("demo", "parquet", "csv", "polygon"), help="market data provider")
+        parser.add_argument("--data", type=Path, help="bars file or folder (parquet/csv providers)")
+        parser.add_argument("--universe-file", type=Path, help="symbol,name,sector CSV")
+        parser.add_argument("--symbols", type=_csv_list, default=(), help="comma-separated symbols")
+        parser.add_argument(
+            "--sectors", type=_csv_list, default=(), help='comma-separated GICS sectors, e.g. "Energy,Utilities"'
+        )
+        parser.add_argument("--max-symbols", type=int)
+        parser.add_argument("--min-tech-rating", type=float, default=0.0)
+        parser.add_argument(
+            "--lookback-days", type=int, default=ScanConfig.lookback_days, help="trading days of history"
+        )
+        parser.add_argument("--as-of", type=_iso_date, help="scan date YYYY-MM-DD (default: the latest market date)")
+        parser.add_argument("--account-size", type=float, default=ScanConfig.account_size)
+        parser.add_argument("--risk-pct", type=float, default=ScanConfig.risk_pct, help="fraction risked per trade")
+        parser.add_argument("--target-rr", type=float, default=ScanConfig.target_rr)
+        parser.add_argument("--min-price", type=float, default=ScanConfig.min_price)
+        parser.add_argument("--min-dollar-volume", type=float, default=ScanConfig.min_dollar_volume)
+        parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        parser.add_argument("--output", type=Path, help="write the results to this file instead of stdout")
+        parser.add_argument("--top", type=int, default=25, help="rows in the table (0 = all)")
+        parser.add_argument("--via-celery", action="store_true", help="run through the Celery workers")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["via_celery"]:
+            raise CommandError("--via-celery needs the distributed workflow, which this version does not have yet")
+        try:
+            config = ScanConfig(
+                symbols=tuple(s.upper() for s in opts["symbols"]),
+                sectors=opts["sectors"],
+                max_symbols=opts["max_symbols"],
+                min_tech_rating=opts["min_tech_rating"],
+                lookback_days=opts["lookback_days"],
+                as_of=opts["as_of"],
+                account_size=opts["account_size"],
+                risk_pct=opts["risk_pct"],
+                target_rr=opts["target_rr"],
+                min_price=opts["min_price"],
+                min_dollar_volume=opts["min_dollar_volume"],
+            )
+            provider = get_provider(
+                opts["provider"] or settings.TECHNIC_DATA_PROVIDER,
+                data_path=opts["data"] or settings.TECHNIC_DATA_PATH,
+                universe_path=opts["universe_file"] or settings.TECHNIC_UNIVERSE_PATH,
+            )
+            load_universe(provider, config)  # bad input fails here, before the live display starts
+            label = " (SYNTHETIC data)" if provider.synthetic else ""
+            display = LiveDisplay(sys.stderr, f"technic scan - {provider.name} provider{label}")
+            report = run_scan(config, provider, ProgressTracker("cli"), on_update=display.update)
+        except ConfigError as err:
+            hint = f" (did you mean: {', '.join(err.suggestions)}?)" if err.suggestions else ""
+            raise CommandError(f"{err}{hint}") from err
+        except DataProviderError as err:
+            raise CommandError(str(err)) from err
+        self._write(report, opts)
+
+    def _write(self, report: ScanReport, opts: dict[str, Any]) -> None:
+        fmt = opts["format"]
+        if fmt == "json":
+            text = json.dumps(report.as_dict(), indent=2) + "\n"
+        elif fmt == "csv":
+            text = render_csv(report.rows)
+        else:
+            text = self._table(report, opts["top"] or None)
+        if opts["output"]:
+            try:
+                opts["output"].write_text(text)
+            except OSError as err:
+                raise CommandError(f"cannot write {opts['output']}: {err.strerror}") from err
+            self.stderr.write(f"wrote {len(report.rows)} results to {opts['output']}")
+        else:
+            self.stdout.write(text, ending="")
+
+    @staticmethod
+    def _table(report: ScanReport, top: int | None) -> str:
+        m = report.metrics
+        label = "  [SYNTHETIC demo data]" if report.synthetic else ""
+        reasons = ", ".join(f"{reason} {n}" for reason, n in m["skipped_by_reason"].items()) or "none"
+        head = (
+            f"\nRanked results as of {report.as_of.isoformat()} ({report.provider}){label}\n"
+            f"{m['results']} results, {m['skipped']} skipped ({reasons}); "
+            f"{m['elapsed_seconds']:.2f}s, {m['symbols_per_second']} symbols/s\n\n"
+        )
+        return head + render_table(report.rows, top)

@@ -1,0 +1,150 @@
+"""Running one scan in this process through the four stages, reporting to a tracker.
+
+This is the in-process path used by ``manage.py scan``; it needs no database or broker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from progress.tracker import ProgressTracker
+from scanner.engine import ENGINE_VERSION
+from scanner.engine.config import ConfigError, ScanConfig
+from scanner.engine.scan import SKIP_REASONS, Skip, rank_rows, scan_batch
+from scanner.engine.types import Bars, Instrument
+from scanner.engine.universe import select_universe
+from scanner.providers import MarketDataProvider
+
+FETCH_CHUNK = 100
+
+
+@dataclass
+class ScanReport:
+    config: ScanConfig
+    as_of: date
+    provider: str
+    synthetic: bool
+    status: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--format json`` document: scan (config, status, metrics), results, skipped."""
+        scan = {
+            **self.config.as_dict(),
+            "as_of": self.as_of.isoformat(),
+            "status": self.status,
+            "data_provider": self.provider,
+            "synthetic": self.synthetic,
+            "metrics": self.metrics,
+        }
+        return {"scan": scan, "results": self.rows, "skipped": [s.as_dict() for s in self.skipped]}
+
+
+def resolve_as_of(provider: MarketDataProvider, requested: date | None) -> date:
+    """The scan date: the provider's last market date by default; outside the data is an error."""
+    first, last = provider.date_range()
+    if requested is None:
+        return last
+    if not first <= requested <= last:
+        raise ConfigError(
+            "as_of",
+            f"as_of {requested.isoformat()} is outside the data ({first.isoformat()} to {last.isoformat()})",
+            [last.isoformat()],
+        )
+    return requested
+
+
+def load_universe(provider: MarketDataProvider, config: ScanConfig) -> tuple[list[Instrument], date]:
+    """universe_loading: the instruments to scan and the resolved as_of date."""
+    as_of = resolve_as_of(provider, config.as_of)
+    return select_universe(provider.instruments(), config), as_of
+
+
+def fetch_bars(
+    provider: MarketDataProvider,
+    symbols: Sequence[str],
+    as_of: date,
+    lookback: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Bars]:
+    """data_fetching: windowed bars for ``symbols``, in chunks so progress is real."""
+    bars: dict[str, Bars] = {}
+    for start in range(0, len(symbols), FETCH_CHUNK):
+        bars.update(provider.bars(symbols[start : start + FETCH_CHUNK], as_of, lookback))
+        if on_progress is not None:
+            on_progress(min(start + FETCH_CHUNK, len(symbols)))
+    return bars
+
+
+def run_scan(
+    config: ScanConfig,
+    provider: MarketDataProvider,
+    tracker: ProgressTracker,
+    on_update: Callable[[ProgressTracker], None] | None = None,
+) -> ScanReport:
+    """Run every stage here; ``on_update`` is called after each tracker change.
+
+    Raises ConfigError for bad configuration (unknown sector or symbol, as_of outside the
+    data) and DataProviderError when the data cannot be read.
+    """
+
+    def notify() -> None:
+        if on_update is not None:
+            on_update(tracker)
+
+    t0 = time.perf_counter()
+    tracker.start_stage("universe_loading", 1, "Loading the universe")
+    notify()
+    instruments, as_of = load_universe(provider, config)
+    tracker.complete_stage("universe_loading", f"{len(instruments)} symbols as of {as_of.isoformat()}")
+    notify()
+
+    symbols = [i.symbol for i in instruments]
+    total = len(symbols)
+    tracker.start_stage("data_fetching", total, f"Fetching bars (0/{total})")
+    notify()
+
+    def fetched(done: int) -> None:
+        tracker.advance("data_fetching", done, f"Fetching bars ({done}/{total})")
+        notify()
+
+    bars = fetch_bars(provider, symbols, as_of, config.lookback_days, fetched)
+    tracker.complete_stage("data_fetching")
+    notify()
+
+    tracker.start_stage("symbol_scanning", total, f"Scanning (0/{total})")
+    notify()
+
+    def scanned(done: int, symbol: str) -> None:
+        tracker.advance("symbol_scanning", done, f"Scanning {symbol} ({done}/{total})")
+        notify()
+
+    batch = scan_batch(instruments, bars, config, as_of, provider.calendar(), on_progress=scanned)
+    tracker.complete_stage("symbol_scanning")
+    notify()
+
+    tracker.start_stage("finalization", 1, "Ranking results")
+    notify()
+    rows = rank_rows(batch.rows)
+    skipped = sorted(batch.skipped, key=lambda s: s.symbol)
+    tracker.complete_stage("finalization", f"{len(rows)} results, {len(skipped)} skipped")
+    tracker.finish("completed")
+    notify()
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, Any] = {
+        "engine_version": ENGINE_VERSION,
+        "requested_symbols": total,
+        "results": len(rows),
+        "skipped": len(skipped),
+        "skipped_by_reason": {r: n for r in SKIP_REASONS if (n := sum(1 for s in skipped if s.reason == r))},
+        "stage_seconds": {name: stage["seconds"] for name, stage in tracker.snapshot()["stages"].items()},
+        "elapsed_seconds": round(seconds, 3),
+        "symbols_per_second": round(total / seconds, 1) if seconds > 0 else None,
+    }
+    return ScanReport(config, as_of, provider.name, provider.synthetic, "completed", rows, skipped, metrics)
