@@ -2,7 +2,7 @@
 
 Business days (Monday to Friday, no holidays) from 2018-01-02 to 2024-12-31, 1,826 bars.
 Symbols are spread over the 11 GICS sectors with S&P 500-like weights; tickers are random
-3-4 letter strings and every name starts with "Synthetic", so the data can never be
+3-4 letter strings of consonants and every name starts with "Synthetic", so the data can never be
 mistaken for a real company's.
 
 Model, per symbol ``i`` in sector ``k`` (daily log returns):
@@ -108,11 +108,12 @@ def _sector_counts(n: int) -> np.ndarray:
 
 
 def _tickers(n: int, rng: np.random.Generator) -> list[str]:
-    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    # Consonants only: random tickers can then never spell a word an analyst would trip over.
+    letters = np.array(list("BCDFGHJKLMNPQRSTVWXZ"))
     out: list[str] = []
     seen: set[str] = set()
     while len(out) < n:
-        codes = rng.integers(0, 26, size=(2 * n, 4))
+        codes = rng.integers(0, len(letters), size=(2 * n, 4))
         lengths = rng.integers(3, 5, size=2 * n)
         for row, length in zip(codes, lengths, strict=True):
             ticker = "".join(letters[row[:length]])
