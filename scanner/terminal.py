@@ -29,7 +29,7 @@ class LiveDisplay:
         self._lines = 0
         self._last_draw = 0.0
         self._last_key: tuple[Any, ...] | None = None
-        self._last_line_stage: str | None = None
+        self._header_written = False
 
     def update(self, tracker: ProgressTracker) -> None:
         snap = tracker.snapshot()
@@ -63,10 +63,13 @@ class LiveDisplay:
         self._lines = len(lines)
 
     def _line(self, snap: dict[str, Any]) -> None:
-        if self._last_line_stage is None:
+        if not self._header_written:
+            self._header_written = True
             self.stream.write(self.header + "\n")
         stage = snap["current_stage"]
-        self._last_line_stage = stage
+        if stage is None:
+            self.stream.write("[  0.0%] queued - waiting for a worker\n")
+            return
         self.stream.write(
             f"[{snap['overall_progress']:5.1f}%] {stage} {snap['stages'][stage]['status']}"
             f" - {snap['message']} (ETA {snap['overall_eta_formatted']})\n"

@@ -72,6 +72,15 @@ DATABASES = {
         conn_max_age=env_int("DJANGO_DB_CONN_MAX_AGE", 60, minimum=0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker processes write concurrently: WAL, a busy timeout, and write locks taken
+    # at BEGIN so two writers queue up instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": env_str("DJANGO_TEST_SQLITE_PATH", "") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -98,6 +107,29 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_EXPIRES = 24 * 3600
+# Unacknowledged messages return to the queue after this long; every task time limit must be
+# shorter (checked when a worker starts), or a slow task would run twice.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Priorities 0 (first) to 9: a new scan's first batches overtake an older scan's later ones.
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 900, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 960, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "scan-watchdog": {
+        "task": "scanner.tasks.watchdog",
+        "schedule": env_int("TECHNIC_WATCHDOG_INTERVAL", 60, minimum=1),
+    },
+}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -109,6 +141,14 @@ CHANNEL_LAYERS = {
 TECHNIC_DATA_PROVIDER = env_choice("TECHNIC_DATA_PROVIDER", "demo", ("demo", "parquet", "csv", "polygon"))
 TECHNIC_DATA_PATH = env_str("TECHNIC_DATA_PATH", "") or None
 TECHNIC_UNIVERSE_PATH = env_str("TECHNIC_UNIVERSE_PATH", "") or None
+TECHNIC_DEMO_SYMBOLS = env_int("TECHNIC_DEMO_SYMBOLS", 500, minimum=11)
+# Symbols per scan_batch task (1 = one task per symbol); see README "Performance".
+TECHNIC_BATCH_SIZE = env_int("TECHNIC_BATCH_SIZE", 100, minimum=1)
+# A batch redelivered more often than this (it keeps killing its worker) marks its symbols error.
+TECHNIC_BATCH_MAX_ATTEMPTS = env_int("TECHNIC_BATCH_MAX_ATTEMPTS", 3, minimum=1)
+# The watchdog fails a running scan with no progress for this long.
+TECHNIC_SCAN_STALL_SECONDS = env_int("TECHNIC_SCAN_STALL_SECONDS", 600, minimum=1)
+TECHNIC_KEY_PREFIX = env_str("TECHNIC_KEY_PREFIX", "technic")
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
 

@@ -14,8 +14,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from progress.tracker import ProgressTracker
 from scanner.engine.config import ConfigError, ScanConfig
-from scanner.providers import DataProviderError, get_provider
+from scanner.follow import follow_scan
+from scanner.models import ScanStatus
+from scanner.providers import DataProviderError
 from scanner.runner import ScanReport, load_universe, run_scan
+from scanner.selectors import scan_report
+from scanner.services import scan_cancel, scan_create
+from scanner.sources import DataSource, provider_for
 from scanner.terminal import LiveDisplay, render_csv, render_table
 
 
@@ -71,8 +76,6 @@ class Command(BaseCommand):
         parser.add_argument("--via-celery", action="store_true", help="run through the Celery workers")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if opts["via_celery"]:
-            raise CommandError("--via-celery needs the distributed workflow, which this version does not have yet")
         try:
             config = ScanConfig(
                 symbols=tuple(s.upper() for s in opts["symbols"]),
@@ -87,21 +90,39 @@ class Command(BaseCommand):
                 min_price=opts["min_price"],
                 min_dollar_volume=opts["min_dollar_volume"],
             )
-            provider = get_provider(
+            source = DataSource(
                 opts["provider"] or settings.TECHNIC_DATA_PROVIDER,
-                data_path=opts["data"] or settings.TECHNIC_DATA_PATH,
-                universe_path=opts["universe_file"] or settings.TECHNIC_UNIVERSE_PATH,
+                str(opts["data"] or settings.TECHNIC_DATA_PATH or ""),
+                str(opts["universe_file"] or settings.TECHNIC_UNIVERSE_PATH or ""),
             )
+            provider = provider_for(source)
             load_universe(provider, config)  # bad input fails here, before the live display starts
             label = " (SYNTHETIC data)" if provider.synthetic else ""
-            display = LiveDisplay(sys.stderr, f"technic scan - {provider.name} provider{label}")
-            report = run_scan(config, provider, ProgressTracker("cli"), on_update=display.update)
+            where = "on the Celery workers" if opts["via_celery"] else "in-process"
+            display = LiveDisplay(sys.stderr, f"technic scan - {provider.name} provider{label}, {where}")
+            if opts["via_celery"]:
+                report = self._via_celery(config, source, display)
+            else:
+                report = run_scan(config, provider, ProgressTracker("cli"), on_update=display.update)
         except ConfigError as err:
             hint = f" (did you mean: {', '.join(err.suggestions)}?)" if err.suggestions else ""
             raise CommandError(f"{err}{hint}") from err
         except DataProviderError as err:
             raise CommandError(str(err)) from err
         self._write(report, opts)
+
+    def _via_celery(self, config: ScanConfig, source: DataSource, display: LiveDisplay) -> ScanReport:
+        scan = scan_create(owner=None, config=config, source=source)
+        self.stderr.write(f"scan {scan.id} queued ({scan.n_batches} batches of up to {scan.batch_size} symbols)")
+        try:
+            scan = follow_scan(scan.id, display.update)
+        except KeyboardInterrupt:
+            self.stderr.write("cancelling; partial results follow")
+            scan_cancel(scan)
+            scan = follow_scan(scan.id, display.update)
+        if scan.status == ScanStatus.FAILED:
+            raise CommandError(f"scan {scan.id} failed: {scan.error_code}: {scan.error_message}")
+        return scan_report(scan)
 
     def _write(self, report: ScanReport, opts: dict[str, Any]) -> None:
         fmt = opts["format"]

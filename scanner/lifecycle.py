@@ -1,0 +1,196 @@
+"""State transitions and persistence of a scan, for the stage tasks.
+
+Every transition is a conditional update (``filter(id=..., <expected state>).update(...)``)
+so redelivered or concurrent tasks cannot apply it twice; per-symbol rows are unique on
+(scan, symbol) and inserted with ``ignore_conflicts``, so writing a batch twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from scanner import price_cache
+from scanner.engine import ENGINE_VERSION
+from scanner.engine.config import ScanConfig
+from scanner.engine.scan import Skip
+from scanner.engine.types import Instrument
+from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
+from scanner.sources import DataSource
+
+logger = logging.getLogger(__name__)
+
+
+def config_of(scan: Scan) -> ScanConfig:
+    data = dict(scan.config)
+    data["symbols"] = tuple(data.get("symbols") or ())
+    data["sectors"] = tuple(data.get("sectors") or ())
+    data["as_of"] = date.fromisoformat(data["as_of"]) if data.get("as_of") else None
+    return ScanConfig(**data)
+
+
+def source_of(scan: Scan) -> DataSource:
+    return DataSource(scan.data_provider, scan.data_path, scan.universe_path)
+
+
+def begin(scan_id: Any) -> Scan | None:
+    """pending → running (once). Returns the scan unless it already finished."""
+    now = timezone.now()
+    Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
+        status=ScanStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    scan = Scan.objects.get(id=scan_id)
+    return None if scan.is_finished else scan
+
+
+def active(scan_id: Any) -> Scan | None:
+    """The scan if it is still running, else None (stage tasks then do nothing)."""
+    scan = Scan.objects.get(id=scan_id)
+    return None if scan.is_finished else scan
+
+
+def stage_started(scan_id: Any, stage: str) -> None:
+    """Record the stage's start the first time only; the stage becomes current."""
+    now = timezone.now()
+    Scan.objects.filter(id=scan_id, **{f"{stage}_started_at__isnull": True}).update(
+        **{f"{stage}_started_at": now}, current_stage=stage, heartbeat_at=now
+    )
+
+
+def stage_finished(scan_id: Any, stage: str) -> None:
+    now = timezone.now()
+    Scan.objects.filter(id=scan_id, **{f"{stage}_ended_at__isnull": True}).update(
+        **{f"{stage}_ended_at": now}, heartbeat_at=now
+    )
+
+
+def heartbeat(scan_id: Any) -> None:
+    Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
+
+
+def set_universe(scan_id: Any, instruments: Sequence[Instrument], as_of: date) -> None:
+    Scan.objects.filter(id=scan_id).update(
+        universe=[[i.symbol, i.name, i.sector] for i in instruments], total_symbols=len(instruments), as_of=as_of
+    )
+
+
+def universe_of(scan: Scan) -> list[Instrument]:
+    return [Instrument(symbol, name, sector) for symbol, name, sector in scan.universe]
+
+
+def batch_instruments(scan: Scan, index: int, n_batches: int) -> list[Instrument]:
+    """Batch ``index`` of ``n_batches`` contiguous, balanced slices of the universe."""
+    universe = universe_of(scan)
+    start, end = index * len(universe) // n_batches, (index + 1) * len(universe) // n_batches
+    return universe[start:end]
+
+
+def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Sequence[Skip]) -> None:
+    """Persist one batch's rows and skips; a second write of the same symbols changes nothing."""
+    with transaction.atomic():
+        ScanResult.objects.bulk_create(
+            [
+                ScanResult(
+                    scan_id=scan_id,
+                    symbol=r["symbol"],
+                    sector=r["sector"],
+                    tech_rating=r["tech_rating"],
+                    signal=r["signal"],
+                    row=r,
+                )
+                for r in rows
+            ],
+            ignore_conflicts=True,
+        )
+        ScanSkip.objects.bulk_create(
+            [ScanSkip(scan_id=scan_id, symbol=s.symbol, reason=s.reason, detail=s.detail) for s in skipped],
+            ignore_conflicts=True,
+        )
+        Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
+
+
+def record_without_outcome(scan_id: Any, symbols: Sequence[str], reason: str, detail: str) -> int:
+    """Skip every symbol of ``symbols`` that has neither a result nor a skip yet."""
+    done = set(ScanResult.objects.filter(scan_id=scan_id).values_list("symbol", flat=True))
+    done |= set(ScanSkip.objects.filter(scan_id=scan_id).values_list("symbol", flat=True))
+    missing = [s for s in symbols if s not in done]
+    record_outcomes(scan_id, [], [Skip(s, reason, detail) for s in missing])
+    return len(missing)
+
+
+def finish(scan_id: Any) -> Scan:
+    """running → completed (or cancelled when a cancel was requested), once.
+
+    Every universe symbol without an outcome is skipped: ``cancelled`` after a cancel,
+    otherwise ``error`` (its batch was lost). Metrics are computed here.
+    """
+    scan = Scan.objects.get(id=scan_id)
+    if scan.is_finished:
+        return scan
+    stage_started(scan_id, "finalization")
+    symbols = [i.symbol for i in universe_of(scan)]
+    if scan.cancel_requested:
+        record_without_outcome(scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before this symbol was scanned")
+    else:
+        lost = record_without_outcome(scan_id, symbols, SkipReason.ERROR, "no outcome was recorded for this symbol")
+        if lost:
+            logger.error("scan %s: %d symbols had no outcome at finalization", scan_id, lost)
+    now = timezone.now()
+    status = ScanStatus.CANCELLED if scan.cancel_requested else ScanStatus.COMPLETED
+    Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
+        status=status, finalization_ended_at=now, finished_at=now, heartbeat_at=now
+    )
+    scan.refresh_from_db()
+    Scan.objects.filter(id=scan_id).update(metrics=metrics_of(scan))
+    scan.refresh_from_db()
+    return scan
+
+
+def fail(scan_id: Any, code: str, message: str) -> bool:
+    """Any unfinished state → failed, once. Returns whether this call failed it."""
+    now = timezone.now()
+    updated = (
+        Scan.objects.filter(id=scan_id)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(status=ScanStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=now)
+    )
+    return bool(updated)
+
+
+def metrics_of(scan: Scan) -> dict[str, Any]:
+    reasons = dict(scan.skips.values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
+    results = scan.results.count()
+    timings = scan.stage_timings()
+    elapsed = (scan.finished_at - scan.started_at).total_seconds() if scan.finished_at and scan.started_at else None
+    cache = price_cache.scan_stats(scan.id)
+    lookups = cache.get("hits", 0) + cache.get("misses", 0)
+    return {
+        "engine_version": ENGINE_VERSION,
+        "data_provider": scan.data_provider,
+        "synthetic": scan.synthetic,
+        "requested_symbols": scan.total_symbols,
+        "results": results,
+        "skipped": sum(reasons.values()),
+        "skipped_by_reason": {r: reasons[r] for r in SkipReason.values if r in reasons},
+        "stage_seconds": {stage: t["seconds"] for stage, t in timings.items()},
+        "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
+        "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,
+        "batch_size": scan.batch_size,
+        "batches": scan.n_batches,
+        "cache": {
+            "hits": cache.get("hits", 0),
+            "misses": cache.get("misses", 0),
+            "hit_rate": round(100.0 * cache.get("hits", 0) / lookups, 1) if lookups else None,
+        },
+    }
+
+
+def stalled(before: Any) -> list[Scan]:
+    """Unfinished scans whose last progress is older than ``before``."""
+    return list(Scan.objects.exclude(status__in=TERMINAL_STATUSES).filter(heartbeat_at__lt=before))

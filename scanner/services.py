@@ -1,0 +1,71 @@
+"""Scan services: creating, starting and cancelling scans. Views and commands call these."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from scanner import runtime
+from scanner.engine.config import ScanConfig
+from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
+from scanner.runner import load_universe
+from scanner.sources import DataSource, provider_for
+
+
+class ScanNotCancellable(Exception):
+    """The scan already finished; its outcome stands."""
+
+
+def scan_create(
+    *, owner: Any, config: ScanConfig, source: DataSource | None = None, batch_size: int | None = None
+) -> Scan:
+    """Validate ``config`` against the universe, record a pending scan and enqueue its workflow
+    once the transaction commits.
+
+    Raises ConfigError (unknown sector or symbol, as_of outside the data) or
+    DataProviderError before anything is recorded or enqueued.
+    """
+    source = source or DataSource.from_settings()
+    provider = provider_for(source)
+    instruments, _ = load_universe(provider, config)
+    size = batch_size or settings.TECHNIC_BATCH_SIZE
+    scan = Scan.objects.create(
+        owner=owner,
+        config=config.as_dict(),
+        data_provider=source.provider,
+        data_path=source.data_path,
+        universe_path=source.universe_path,
+        synthetic=provider.synthetic,
+        total_symbols=len(instruments),
+        batch_size=size,
+        n_batches=max(1, math.ceil(len(instruments) / size)),
+        heartbeat_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: scan_start(scan))
+    return scan
+
+
+def scan_start(scan: Scan) -> None:
+    from scanner.workflow import build_workflow
+
+    build_workflow(scan.id, scan.n_batches).apply_async()
+
+
+def scan_cancel(scan: Scan) -> Scan:
+    """Ask a pending or running scan to stop; idempotent.
+
+    Queued batches are skipped and running ones stop between chunks; finalization then
+    records ``cancelled`` with the partial results. Raises ScanNotCancellable for a finished scan.
+    """
+    updated = Scan.objects.filter(id=scan.id).exclude(status__in=TERMINAL_STATUSES).update(cancel_requested=True)
+    scan.refresh_from_db()
+    if not updated:
+        if scan.status == ScanStatus.CANCELLED:
+            return scan
+        raise ScanNotCancellable(f"scan {scan.id} already {scan.status}")
+    runtime.request_cancel(scan.id)
+    return scan

@@ -1,0 +1,170 @@
+"""The scan's stage tasks. Each loads the scan by id, calls the engine or a lifecycle
+function, persists, and reports progress; the workflow is built in ``scanner.workflow``.
+
+Transient failures (a database or Redis connection dropping) are retried; anything else
+propagates so the workflow's error callback marks the scan failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import redis
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+from django.utils import timezone
+
+from scanner import lifecycle, price_cache, runtime
+from scanner.engine.config import ConfigError
+from scanner.engine.scan import scan_batch as engine_scan_batch
+from scanner.models import SkipReason
+from scanner.providers import DataProviderError, DataSourceError
+from scanner.runner import FETCH_CHUNK
+from scanner.runner import load_universe as runner_load_universe
+from scanner.sources import provider_for
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
+RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 30, "max_retries": 5}
+
+
+@shared_task(name="scanner.tasks.load_universe", **RETRY)
+def load_universe(scan_id: str) -> None:
+    """universe_loading: fix the scan's symbols and as_of date."""
+    scan = lifecycle.begin(scan_id)
+    if scan is None or scan.cancel_requested:
+        return
+    lifecycle.stage_started(scan_id, "universe_loading")
+    instruments, as_of = runner_load_universe(provider_for(lifecycle.source_of(scan)), lifecycle.config_of(scan))
+    lifecycle.set_universe(scan_id, instruments, as_of)
+    lifecycle.stage_finished(scan_id, "universe_loading")
+
+
+@shared_task(name="scanner.tasks.fetch_data", **RETRY)
+def fetch_data(scan_id: str) -> None:
+    """data_fetching: fill the price cache with every symbol's bars, chunk by chunk."""
+    scan = lifecycle.active(scan_id)
+    if scan is None or scan.cancel_requested or scan.as_of is None:
+        return
+    lifecycle.stage_started(scan_id, "data_fetching")
+    source = lifecycle.source_of(scan)
+    provider, namespace = provider_for(source), source.cache_namespace()
+    lookback = lifecycle.config_of(scan).lookback_days
+    symbols = [i.symbol for i in lifecycle.universe_of(scan)]
+    for start in range(0, len(symbols), FETCH_CHUNK):
+        if runtime.is_cancelled(scan_id):
+            return
+        chunk = symbols[start : start + FETCH_CHUNK]
+        missed = price_cache.missing(namespace, scan.as_of, lookback, chunk, scan_id)
+        price_cache.put_bars(namespace, scan.as_of, lookback, provider.bars(missed, scan.as_of, lookback))
+        runtime.add_progress(scan_id, "fetched", len(chunk))
+        lifecycle.heartbeat(scan_id)
+    lifecycle.stage_finished(scan_id, "data_fetching")
+
+
+@shared_task(
+    name="scanner.tasks.scan_batch",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    **RETRY,
+)
+def scan_batch(self: Any, scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
+    """symbol_scanning, one batch: scan its symbols and persist their rows and skips.
+
+    Idempotent: rows are unique per (scan, symbol). A batch started more than
+    TECHNIC_BATCH_MAX_ATTEMPTS times (it keeps killing its worker) skips its symbols as
+    ``error`` instead of looping. Returns a small summary for the chord body.
+    """
+    scan = lifecycle.active(scan_id)
+    if scan is None:
+        return {"index": index, "state": "scan_finished"}
+    instruments = lifecycle.batch_instruments(scan, index, n_batches)
+    symbols = [i.symbol for i in instruments]
+    attempts = runtime.batch_attempt(scan_id, index)
+    if attempts > settings.TECHNIC_BATCH_MAX_ATTEMPTS:
+        logger.error("scan %s batch %d: started %d times without finishing; skipping it", scan_id, index, attempts)
+        lost = lifecycle.record_without_outcome(
+            scan_id, symbols, SkipReason.ERROR, f"its batch stopped its worker {attempts - 1} times"
+        )
+        return {"index": index, "state": "abandoned", "skipped": lost}
+    if scan.cancel_requested or runtime.is_cancelled(scan_id) or scan.as_of is None:
+        return {"index": index, "state": "cancelled"}
+    lifecycle.stage_started(scan_id, "symbol_scanning")
+    source = lifecycle.source_of(scan)
+    provider, namespace = provider_for(source), source.cache_namespace()
+    config = lifecycle.config_of(scan)
+    bars, missed = price_cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
+    if missed:
+        bars.update(provider.bars(missed, scan.as_of, config.lookback_days))
+    reported = 0
+
+    def progressed(done: int, _symbol: str) -> None:
+        nonlocal reported
+        runtime.add_progress(scan_id, "scanned", done - reported)
+        reported = done
+
+    out = engine_scan_batch(
+        instruments,
+        bars,
+        config,
+        scan.as_of,
+        provider.calendar(),
+        on_progress=progressed,
+        should_stop=lambda: runtime.is_cancelled(scan_id),
+    )
+    lifecycle.record_outcomes(scan_id, out.rows, out.skipped)
+    runtime.add_progress(scan_id, "scanned", len(instruments) - reported)
+    return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
+
+
+@shared_task(name="scanner.tasks.gather_batches", **RETRY)
+def gather_batches(summaries: list[dict[str, Any]], scan_id: str) -> dict[str, Any]:
+    """The chord body: symbol_scanning ends when every batch has reported."""
+    lifecycle.stage_finished(scan_id, "symbol_scanning")
+    states = [s.get("state") for s in summaries]
+    return {"batches": len(summaries), "abandoned": states.count("abandoned"), "cancelled": states.count("cancelled")}
+
+
+@shared_task(name="scanner.tasks.finalize_scan", **RETRY)
+def finalize_scan(scan_id: str) -> str:
+    """finalization: account for every symbol, compute metrics, record the final status."""
+    return str(lifecycle.finish(scan_id).status)
+
+
+@shared_task(name="scanner.tasks.fail_scan")
+def fail_scan(request: Any, exc: BaseException, traceback: Any, scan_id: str) -> None:
+    """Error callback of the workflow: the scan fails with the error's code and message."""
+    code = _error_code(exc)
+    if lifecycle.fail(scan_id, code, str(exc) or type(exc).__name__):
+        logger.error("scan %s failed in %s: %s: %s", scan_id, getattr(request, "task", "?"), code, exc)
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return "INVALID_CONFIG"
+    if isinstance(exc, DataSourceError):
+        return "DATA_SOURCE_ERROR"
+    if isinstance(exc, DataProviderError):
+        return "DATA_PROVIDER_UNAVAILABLE"
+    return "WORKFLOW_ERROR"
+
+
+@shared_task(name="scanner.tasks.watchdog")
+def watchdog() -> int:
+    """Fail every unfinished scan with no progress for TECHNIC_SCAN_STALL_SECONDS."""
+    limit = settings.TECHNIC_SCAN_STALL_SECONDS
+    failed = 0
+    for scan in lifecycle.stalled(timezone.now() - timedelta(seconds=limit)):
+        message = (
+            f"no progress for over {limit} s (last at {scan.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, stage "
+            f"{scan.current_stage or 'none'}): the workers stopped or the workflow's state in Redis was lost"
+        )
+        if lifecycle.fail(scan.id, "SCAN_STALLED", message):
+            logger.warning("watchdog failed scan %s: %s", scan.id, message)
+            failed += 1
+    return failed
