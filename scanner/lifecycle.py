@@ -45,14 +45,14 @@ def begin(scan_id: Any) -> Scan | None:
     Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
         status=ScanStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    scan = Scan.objects.get(id=scan_id)
-    return None if scan.is_finished else scan
+    return active(scan_id)
 
 
 def active(scan_id: Any) -> Scan | None:
-    """The scan if it is still running, else None (stage tasks then do nothing)."""
-    scan = Scan.objects.get(id=scan_id)
-    return None if scan.is_finished else scan
+    """The scan if it is still unfinished, else None (stage tasks then do nothing; that
+    includes a scan deleted while its tasks were queued)."""
+    scan = Scan.objects.filter(id=scan_id).first()
+    return None if scan is None or scan.is_finished else scan
 
 
 def stage_started(scan_id: Any, stage: str) -> None:
@@ -124,14 +124,14 @@ def record_without_outcome(scan_id: Any, symbols: Sequence[str], reason: str, de
     return len(missing)
 
 
-def finish(scan_id: Any) -> Scan:
+def finish(scan_id: Any) -> Scan | None:
     """running → completed (or cancelled when a cancel was requested), once.
 
     Every universe symbol without an outcome is skipped: ``cancelled`` after a cancel,
     otherwise ``error`` (its batch was lost). Metrics are computed here.
     """
-    scan = Scan.objects.get(id=scan_id)
-    if scan.is_finished:
+    scan = Scan.objects.filter(id=scan_id).first()
+    if scan is None or scan.is_finished:
         return scan
     stage_started(scan_id, "finalization")
     symbols = [i.symbol for i in universe_of(scan)]
@@ -141,13 +141,13 @@ def finish(scan_id: Any) -> Scan:
         lost = record_without_outcome(scan_id, symbols, SkipReason.ERROR, "no outcome was recorded for this symbol")
         if lost:
             logger.error("scan %s: %d symbols had no outcome at finalization", scan_id, lost)
-    now = timezone.now()
-    status = ScanStatus.CANCELLED if scan.cancel_requested else ScanStatus.COMPLETED
-    Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
-        status=status, finalization_ended_at=now, finished_at=now, heartbeat_at=now
-    )
     scan.refresh_from_db()
-    Scan.objects.filter(id=scan_id).update(metrics=metrics_of(scan))
+    now = timezone.now()
+    scan.status = ScanStatus.CANCELLED if scan.cancel_requested else ScanStatus.COMPLETED
+    scan.finalization_ended_at = scan.finished_at = now
+    Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
+        status=scan.status, finalization_ended_at=now, finished_at=now, heartbeat_at=now, metrics=metrics_of(scan)
+    )
     scan.refresh_from_db()
     return scan
 
@@ -164,6 +164,7 @@ def fail(scan_id: Any, code: str, message: str) -> bool:
 
 
 def metrics_of(scan: Scan) -> dict[str, Any]:
+    """Counts, per-stage seconds, throughput and cache figures of a scan as it stands."""
     reasons = dict(scan.skips.values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
     results = scan.results.count()
     timings = scan.stage_timings()

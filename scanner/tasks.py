@@ -133,7 +133,8 @@ def gather_batches(summaries: list[dict[str, Any]], scan_id: str) -> dict[str, A
 @shared_task(name="scanner.tasks.finalize_scan", **RETRY)
 def finalize_scan(scan_id: str) -> str:
     """finalization: account for every symbol, compute metrics, record the final status."""
-    return str(lifecycle.finish(scan_id).status)
+    scan = lifecycle.finish(scan_id)
+    return "deleted" if scan is None else str(scan.status)
 
 
 @shared_task(name="scanner.tasks.fail_scan")

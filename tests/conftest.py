@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from scanner.engine.types import Bars, Instrument
+from tests.processes import RedisServer, Workers, database_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,3 +73,60 @@ def anomalies(market_dir: Path) -> list[dict[str, str]]:
     """Rows of anomalies.csv: symbol, date, issue, detail."""
     with (market_dir / "anomalies.csv").open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+# --- Integration: a private redis-server, a database the workers share, real workers -------
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SQLite test databases are files, so worker processes can open the same database."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the tests' own; Django and Celery in this process point at it."""
+    from django.conf import settings
+
+    from technic_project.celery import app
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    settings.REDIS_URL = settings.CACHE_REDIS_URL = server.url
+    settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
+    app.conf.update(broker_url=server.url, result_backend=server.url)
+    yield server
+    server.stop()
+
+
+INTEGRATION_DEMO_SYMBOLS = 2000
+
+
+@pytest.fixture(scope="session")
+def workers(
+    redis_server: RedisServer, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    """Two prefork worker processes running the real tasks against the test database."""
+    from django.conf import settings
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_url = database_url(connection.settings_dict)
+    settings.TECHNIC_DEMO_SYMBOLS = INTEGRATION_DEMO_SYMBOLS
+    env = {
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": db_url,
+        "DJANGO_DEBUG": "false",
+        "TECHNIC_DEMO_SYMBOLS": str(INTEGRATION_DEMO_SYMBOLS),
+        "TECHNIC_SCAN_STALL_SECONDS": "3",
+        "TECHNIC_BATCH_MAX_ATTEMPTS": "3",
+    }
+    pool = Workers(env, tmp_path_factory.mktemp("workers") / "worker.log")
+    pool.start()
+    yield pool
+    pool.stop()

@@ -1,0 +1,221 @@
+"""The distributed workflow with a real redis-server and real Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from progress.tracker import ProgressTracker
+from scanner import runtime, services, tasks
+from scanner.engine.config import ScanConfig
+from scanner.engine.universe import select_universe
+from scanner.lifecycle import batch_instruments
+from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
+from scanner.runner import run_scan
+from scanner.selectors import scan_report
+from scanner.services import scan_cancel, scan_create
+from scanner.sources import DataSource, provider_for
+from tests.processes import REPO, RedisServer, Workers
+from tests.worker_app import CRASH_KEY
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def wait_finished(scan_id: Any, timeout: float = 60) -> Scan:
+    wait_until(lambda: Scan.objects.get(id=scan_id).status in TERMINAL_STATUSES, timeout, f"scan {scan_id} to finish")
+    return Scan.objects.get(id=scan_id)
+
+
+def outcomes(scan: Scan) -> tuple[list[str], list[tuple[str, str]]]:
+    results = list(ScanResult.objects.filter(scan=scan).values_list("symbol", flat=True))
+    skips = list(ScanSkip.objects.filter(scan=scan).values_list("symbol", "reason"))
+    return results, skips
+
+
+def assert_each_symbol_once(scan: Scan) -> tuple[list[str], list[tuple[str, str]]]:
+    results, skips = outcomes(scan)
+    names = results + [s for s, _ in skips]
+    assert len(names) == len(set(names)), "a symbol has more than one outcome"
+    assert sorted(names) == sorted(symbol for symbol, _, _ in scan.universe)
+    return results, skips
+
+
+def scanned(scan: Scan) -> int:
+    return runtime.counters(scan.id).get("scanned", 0)
+
+
+def test_a_distributed_scan_of_the_real_505_symbols_gives_the_same_rows_as_the_in_process_engine(
+    workers: Workers, market_dir: Path
+) -> None:
+    source = DataSource("parquet", str(market_dir / "prices.parquet"), str(market_dir / "constituents.csv"))
+    config = ScanConfig()
+    scan = wait_finished(scan_create(owner=None, config=config, source=source, batch_size=50).id)
+    assert scan.status == "completed", scan.error_message
+    assert scan.n_batches == 11
+    distributed = scan_report(scan)
+    local = run_scan(config, provider_for(source), ProgressTracker("local"))
+    assert len(distributed.rows) == 499
+    assert distributed.rows == local.rows
+    assert distributed.skipped == local.skipped
+    timings = scan.stage_timings()
+    assert all(timings[stage]["seconds"] is not None for stage in timings)
+    assert scan.metrics["results"] == 499 and scan.metrics["requested_symbols"] == 505
+
+
+def test_killing_a_worker_process_mid_scan_loses_no_symbol_and_duplicates_none(workers: Workers) -> None:
+    scan = scan_create(owner=None, config=ScanConfig(), batch_size=1000)  # two batches, one per worker process
+
+    def both_batches_mid_flight() -> bool:
+        # Counters move chunk by chunk inside a batch; rows are written when a batch ends.
+        return scanned(scan) > 0 and not ScanResult.objects.filter(scan=scan).exists()
+
+    wait_until(both_batches_mid_flight, 60, "both batches to be under way")
+    os.kill(workers.children()[0], signal.SIGKILL)
+    scan = wait_finished(scan.id, timeout=120)
+    assert scan.status == "completed", scan.error_message
+    _, skips = assert_each_symbol_once(scan)
+    assert "error" not in {reason for _, reason in skips}
+    attempts = list(_attempt_keys(scan).values())
+    assert max(attempts) >= 2, "the killed batch was never delivered again"
+
+
+def _attempt_keys(scan: Scan) -> dict[str, int]:
+    from technic_project.redis_client import main_redis
+
+    client = main_redis()
+    return {str(k): int(client.get(k) or 0) for k in client.scan_iter(f"technic:scan:{scan.id}:batch:*:attempts")}
+
+
+def test_a_batch_delivered_twice_writes_its_rows_once_and_finalization_applies_once(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "scan_start", lambda scan: None)
+    scan = scan_create(owner=None, config=ScanConfig(max_symbols=200), batch_size=100)
+    sid = str(scan.id)
+    tasks.load_universe.delay(sid).get(timeout=30)
+    tasks.fetch_data.delay(sid).get(timeout=30)
+    twice = [tasks.scan_batch.delay(sid, 0, 2), tasks.scan_batch.delay(sid, 0, 2)]
+    assert [r.get(timeout=30)["state"] for r in twice] == ["done", "done"]
+    scan.refresh_from_db()
+    first_batch = [i.symbol for i in batch_instruments(scan, 0, 2)]
+    results, skips = outcomes(scan)
+    assert sorted(results + [s for s, _ in skips]) == sorted(first_batch)
+    tasks.scan_batch.delay(sid, 1, 2).get(timeout=30)
+    assert tasks.finalize_scan.delay(sid).get(timeout=30) == "completed"
+    scan.refresh_from_db()
+    finished_at, metrics = scan.finished_at, scan.metrics
+    assert tasks.finalize_scan.delay(sid).get(timeout=30) == "completed"
+    scan.refresh_from_db()
+    assert (scan.finished_at, scan.metrics) == (finished_at, metrics)
+    assert_each_symbol_once(scan)
+
+
+def test_cancelling_during_data_fetching_stops_at_once_and_skips_everything_as_cancelled(workers: Workers) -> None:
+    scan = scan_create(owner=None, config=ScanConfig(), batch_size=100)
+    wait_until(lambda: 0 < runtime.counters(scan.id).get("fetched", 0) < scan.total_symbols, 60, "data fetching")
+    scan_cancel(scan)
+    cancelled_at = time.monotonic()
+    scan = wait_finished(scan.id, timeout=20)
+    assert scan.status == "cancelled"
+    assert time.monotonic() - cancelled_at < 3
+    results, skips = assert_each_symbol_once(scan)
+    assert results == [] and {reason for _, reason in skips} == {"cancelled"}
+    assert scanned(scan) == 0, "a batch ran after the cancel"
+
+
+def test_cancelling_during_symbol_scanning_keeps_partial_results_and_no_batch_keeps_running(workers: Workers) -> None:
+    scan = scan_create(owner=None, config=ScanConfig(), batch_size=50)
+    wait_until(lambda: 0 < scanned(scan) < scan.total_symbols // 2, 60, "scanning to be under way")
+    scan_cancel(scan)
+    cancelled_at = time.monotonic()
+    scan = wait_finished(scan.id, timeout=20)
+    assert scan.status == "cancelled"
+    assert time.monotonic() - cancelled_at < 3
+    results, skips = assert_each_symbol_once(scan)
+    assert results, "partial results were not kept"
+    assert sum(reason == "cancelled" for _, reason in skips) > scan.total_symbols // 4
+    counts = (scanned(scan), ScanResult.objects.filter(scan=scan).count())
+    time.sleep(1.0)
+    assert (scanned(scan), ScanResult.objects.filter(scan=scan).count()) == counts
+    assert scan_cancel(scan).status == "cancelled"  # cancelling twice is harmless
+
+
+def test_cancelling_a_finished_scan_is_refused(workers: Workers) -> None:
+    scan = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=30)).id)
+    assert scan.status == "completed"
+    with pytest.raises(services.ScanNotCancellable):
+        scan_cancel(scan)
+
+
+def test_a_batch_that_always_kills_its_worker_ends_with_its_symbols_skipped_as_error(
+    workers: Workers, redis_server: RedisServer
+) -> None:
+    config = ScanConfig(max_symbols=300)
+    victim = select_universe(provider_for(DataSource.from_settings()).instruments(), config)[0].symbol
+    redis_server.client().sadd(CRASH_KEY, victim)
+    try:
+        scan = wait_finished(scan_create(owner=None, config=config, batch_size=100).id, timeout=120)
+    finally:
+        redis_server.client().delete(CRASH_KEY)
+    assert scan.status == "completed", scan.error_message
+    results, skips = assert_each_symbol_once(scan)
+    errored = {symbol for symbol, reason in skips if reason == "error"}
+    assert errored == {i.symbol for i in batch_instruments(scan, 0, scan.n_batches)}
+    assert victim in errored and len(results) > 150
+
+
+def test_the_watchdog_fails_a_scan_whose_chord_state_was_lost(workers: Workers, redis_server: RedisServer) -> None:
+    scan = scan_create(owner=None, config=ScanConfig(), batch_size=20)
+    wait_until(lambda: scanned(scan) > 0, 60, "scanning to start")
+    client = redis_server.client()
+    for key in client.scan_iter("celery-taskset-meta-*"):
+        client.delete(key)
+    wait_until(lambda: scanned(scan) >= scan.total_symbols, 60, "every batch to run")
+    time.sleep(4)  # the workers' stall limit is 3 s
+    assert Scan.objects.get(id=scan.id).status == "running"
+    assert tasks.watchdog.delay().get(timeout=30) >= 1
+    scan.refresh_from_db()
+    assert scan.status == "failed"
+    assert scan.error_code == "SCAN_STALLED"
+    assert "no progress" in scan.error_message
+
+
+def test_a_small_scan_finishes_while_a_large_one_started_earlier_is_still_running(workers: Workers) -> None:
+    large = scan_create(owner=None, config=ScanConfig(), batch_size=20)
+    wait_until(lambda: scanned(large) > 0, 60, "the large scan to start scanning")
+    small = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=50), batch_size=20).id, timeout=60)
+    assert small.status == "completed"
+    large.refresh_from_db()
+    assert large.status == "running", "the small scan waited for the whole large scan"
+    assert scanned(large) < large.total_symbols
+    assert wait_finished(large.id, timeout=120).status == "completed"
+
+
+def test_a_worker_refuses_to_start_when_a_time_limit_reaches_the_visibility_timeout(redis_server: RedisServer) -> None:
+    env = {**os.environ, "REDIS_URL": redis_server.url, "CELERY_TASK_TIME_LIMIT": "4000"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "technic_project", "worker", "--concurrency", "1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "CELERY_TASK_TIME_LIMIT=4000 must be below the broker visibility timeout" in proc.stderr
