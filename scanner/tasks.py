@@ -44,25 +44,34 @@ def load_universe(scan_id: str) -> None:
     lifecycle.stage_finished(scan_id, "universe_loading")
 
 
-@shared_task(name="scanner.tasks.fetch_data", **RETRY)
-def fetch_data(scan_id: str) -> None:
-    """data_fetching: fill the price cache with every symbol's bars, chunk by chunk."""
+@shared_task(name="scanner.tasks.fetch_batch", **RETRY)
+def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
+    """data_fetching, one batch: put the bars its symbols lack into the price cache.
+
+    Idempotent: a second run finds the bars cached. Bars never go through the broker.
+    """
     scan = lifecycle.active(scan_id)
-    if scan is None or scan.cancel_requested or scan.as_of is None:
-        return
+    if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
+        return {"index": index, "state": "cancelled"}
     lifecycle.stage_started(scan_id, "data_fetching")
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     lookback = lifecycle.config_of(scan).lookback_days
-    symbols = [i.symbol for i in lifecycle.universe_of(scan)]
+    symbols = [i.symbol for i in lifecycle.batch_instruments(scan, index, n_batches)]
     for start in range(0, len(symbols), FETCH_CHUNK):
         if runtime.is_cancelled(scan_id):
-            return
+            return {"index": index, "state": "cancelled"}
         chunk = symbols[start : start + FETCH_CHUNK]
         missed = price_cache.missing(namespace, scan.as_of, lookback, chunk, scan_id)
         price_cache.put_bars(namespace, scan.as_of, lookback, provider.bars(missed, scan.as_of, lookback))
         runtime.add_progress(scan_id, "fetched", len(chunk))
-        lifecycle.heartbeat(scan_id)
+    lifecycle.heartbeat(scan_id)
+    return {"index": index, "state": "done", "symbols": len(symbols)}
+
+
+@shared_task(name="scanner.tasks.gather_fetches", **RETRY)
+def gather_fetches(summaries: list[dict[str, Any]], scan_id: str) -> None:
+    """The data_fetching chord's body: the stage ends when every fetch batch has reported."""
     lifecycle.stage_finished(scan_id, "data_fetching")
 
 

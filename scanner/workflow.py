@@ -2,8 +2,10 @@
 
 ``universe_loading`` → ``data_fetching`` → ``symbol_scanning`` → ``finalization``, where
 ``symbol_scanning`` is a chord: one ``scan_batch`` per batch of symbols, gathered by
-``gather_batches``. Signatures are immutable and carry only the scan id and batch numbers;
-bars travel through the price cache, never through the broker or the result backend.
+``gather_batches``. ``data_fetching`` fans out over the same batches (``fetch_batch``,
+gathered by ``gather_fetches``), so fetching uses every worker too. Signatures are immutable
+and carry only the scan id and batch numbers; bars travel through the price cache, never
+through the broker or the result backend.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ def batch_priority(index: int) -> int:
 
 def build_workflow(scan_id: Any, n_batches: int) -> Signature:
     sid = str(scan_id)
-    header = [tasks.scan_batch.si(sid, i, n_batches).set(priority=batch_priority(i)) for i in range(n_batches)]
+    fetches = [tasks.fetch_batch.si(sid, i, n_batches).set(priority=batch_priority(i)) for i in range(n_batches)]
+    scans = [tasks.scan_batch.si(sid, i, n_batches).set(priority=batch_priority(i)) for i in range(n_batches)]
     flow = chain(
         tasks.load_universe.si(sid).set(priority=0),
-        tasks.fetch_data.si(sid).set(priority=0),
-        chord(header, tasks.gather_batches.s(sid).set(priority=0)),
+        chord(fetches, tasks.gather_fetches.s(sid).set(priority=0)),
+        chord(scans, tasks.gather_batches.s(sid).set(priority=0)),
         tasks.finalize_scan.si(sid).set(priority=0),
     )
     flow.on_error(tasks.fail_scan.s(sid))

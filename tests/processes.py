@@ -1,4 +1,4 @@
-"""Real processes for integration tests: a private redis-server and Celery workers."""
+"""Real processes for integration tests and benchmarks: a private redis-server and Celery workers."""
 
 from __future__ import annotations
 
@@ -61,10 +61,13 @@ class RedisServer:
 
 
 class Workers:
-    """``celery worker`` processes (prefork) running ``tests.worker_app``."""
+    """``celery worker`` processes (prefork) running ``app`` (the tests' app by default)."""
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "w1") -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "w1", app: str = "tests.worker_app"
+    ) -> None:
         self.env = {**os.environ, **env}
+        self.app = app
         self.log = log
         self.concurrency = concurrency
         self.name = name
@@ -73,7 +76,7 @@ class Workers:
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "tests.worker_app", "worker",
+                sys.executable, "-m", "celery", "-A", self.app, "worker",
                 "--concurrency", str(self.concurrency), "--pool", "prefork", "--loglevel", "INFO",
                 "--hostname", f"{self.name}@%h", "--without-gossip", "--without-mingle",
             ],
@@ -98,6 +101,16 @@ class Workers:
         assert self.process is not None
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
         return [int(p) for p in out.stdout.split()]
+
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set (VmHWM) among the worker's processes, in MB."""
+        assert self.process is not None
+        peaks = []
+        for pid in [self.process.pid, *self.children()]:
+            status = Path(f"/proc/{pid}/status").read_text()
+            kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            peaks.append(kib / 1024.0)
+        return max(peaks)
 
     def stop(self) -> None:
         if self.process is None:

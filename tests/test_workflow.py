@@ -109,7 +109,8 @@ def test_a_batch_delivered_twice_writes_its_rows_once_and_finalization_applies_o
     scan = scan_create(owner=None, config=ScanConfig(max_symbols=200), batch_size=100)
     sid = str(scan.id)
     tasks.load_universe.delay(sid).get(timeout=30)
-    tasks.fetch_data.delay(sid).get(timeout=30)
+    for i in range(2):
+        tasks.fetch_batch.delay(sid, i, 2).get(timeout=30)
     twice = [tasks.scan_batch.delay(sid, 0, 2), tasks.scan_batch.delay(sid, 0, 2)]
     assert [r.get(timeout=30)["state"] for r in twice] == ["done", "done"]
     scan.refresh_from_db()
