@@ -32,10 +32,12 @@ class ScanReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    scan_id: str | None = None  # the database id of a scan that ran on the workers
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``--format json`` document: scan (config, status, metrics), results, skipped."""
+        """The ``--format json`` document: scan (id, config, status, metrics), results, skipped."""
         scan = {
+            "id": self.scan_id,
             **self.config.as_dict(),
             "as_of": self.as_of.isoformat(),
             "status": self.status,

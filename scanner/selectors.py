@@ -14,5 +14,13 @@ def scan_report(scan: Scan) -> ScanReport:
     skipped = [Skip(s.symbol, s.reason, s.detail) for s in scan.skips.order_by("symbol")]
     assert scan.as_of is not None, "a finished scan has an as_of date"
     return ScanReport(
-        config_of(scan), scan.as_of, scan.data_provider, scan.synthetic, str(scan.status), rows, skipped, scan.metrics
+        config_of(scan),
+        scan.as_of,
+        scan.data_provider,
+        scan.synthetic,
+        str(scan.status),
+        rows,
+        skipped,
+        scan.metrics,
+        scan_id=str(scan.id),
     )

@@ -92,6 +92,7 @@ def test_json_output_holds_the_scan_the_ranked_results_and_the_skip_list(real: l
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["scan"]["status"] == "completed"
+    assert doc["scan"]["id"] is None  # in-process scans are not recorded
     assert doc["scan"]["sectors"] == ["Energy"]
     assert doc["scan"]["as_of"] == "2018-02-07"
     assert doc["scan"]["synthetic"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from scanner.runner import run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource, provider_for
-from tests.processes import REPO, RedisServer, Workers
+from tests.processes import REPO, RedisServer, Workers, database_url
 from tests.worker_app import CRASH_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -220,3 +221,29 @@ def test_a_worker_refuses_to_start_when_a_time_limit_reaches_the_visibility_time
     )
     assert proc.returncode != 0
     assert "CELERY_TASK_TIME_LIMIT=4000 must be below the broker visibility timeout" in proc.stderr
+
+
+def test_the_scan_command_runs_through_the_workers_and_prints_their_results(
+    workers: Workers, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from django.db import connection
+
+    out = tmp_path / "scan.json"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "TECHNIC_DEMO_SYMBOLS": str(workers.env["TECHNIC_DEMO_SYMBOLS"]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "scan", "--via-celery", "--max-symbols", "120", "--format", "json",
+         "--output", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "on the Celery workers" in proc.stderr and "symbol_scanning" in proc.stderr
+    doc = json.loads(out.read_text())
+    scan = Scan.objects.get(id=doc["scan"]["id"])
+    assert doc["scan"]["status"] == scan.status == "completed"
+    assert len(doc["results"]) + len(doc["skipped"]) == 120
+    assert [r["symbol"] for r in doc["results"]] == [r.symbol for r in scan.results.order_by("-tech_rating", "symbol")]
