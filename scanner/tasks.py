@@ -77,12 +77,11 @@ def gather_fetches(summaries: list[dict[str, Any]], scan_id: str) -> None:
 
 @shared_task(
     name="scanner.tasks.scan_batch",
-    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     **RETRY,
 )
-def scan_batch(self: Any, scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
+def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     """symbol_scanning, one batch: scan its symbols and persist their rows and skips.
 
     Idempotent: rows are unique per (scan, symbol). A batch started more than

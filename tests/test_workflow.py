@@ -247,3 +247,26 @@ def test_the_scan_command_runs_through_the_workers_and_prints_their_results(
     assert doc["scan"]["status"] == scan.status == "completed"
     assert len(doc["results"]) + len(doc["skipped"]) == 120
     assert [r["symbol"] for r in doc["results"]] == [r.symbol for r in scan.results.order_by("-tech_rating", "symbol")]
+
+
+def test_the_scan_command_says_so_when_no_worker_listens(redis_server: RedisServer) -> None:
+    # Database 5 of the tests' redis-server: the workers listen on database 0.
+    env = {**os.environ, "REDIS_URL": redis_server.url.replace("/0", "/5")}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "scan", "--via-celery", "--max-symbols", "20"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no Celery worker answered" in proc.stderr.splitlines()[-1]
+
+
+def test_the_scan_command_says_so_when_the_broker_is_unreachable() -> None:
+    from tests.processes import free_port
+
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "scan", "--via-celery", "--max-symbols", "20"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "cannot reach the broker" in proc.stderr.splitlines()[-1]

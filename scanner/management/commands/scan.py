@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from progress.tracker import ProgressTracker
 from scanner.engine.config import ConfigError, ScanConfig
@@ -112,6 +113,17 @@ class Command(BaseCommand):
         self._write(report, opts)
 
     def _via_celery(self, config: ScanConfig, source: DataSource, display: LiveDisplay) -> ScanReport:
+        from technic_project.celery import app
+
+        try:
+            replies = app.control.ping(timeout=1.0)
+        except (OSError, KombuOperationalError) as err:
+            raise CommandError(f"cannot reach the broker at {settings.REDIS_URL}: {err}") from err
+        if not replies:
+            raise CommandError(
+                "no Celery worker answered within 1 s; start one (celery -A technic_project worker)"
+                " or run without --via-celery"
+            )
         scan = scan_create(owner=None, config=config, source=source)
         self.stderr.write(f"scan {scan.id} queued ({scan.n_batches} batches of up to {scan.batch_size} symbols)")
         try:
