@@ -24,8 +24,7 @@ def follow_scan(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         scan = Scan.objects.get(id=scan_id)
-        _mirror(scan, runtime.counters(scan_id), tracker)
-        on_update(tracker)
+        _mirror(scan, runtime.counters(scan_id), tracker, on_update)
         if scan.is_finished:
             tracker.finish(str(scan.status), scan.error_message or f"scan {scan.status}")
             on_update(tracker)
@@ -35,7 +34,11 @@ def follow_scan(
         time.sleep(poll_seconds)
 
 
-def _mirror(scan: Scan, counters: dict[str, int], tracker: ProgressTracker) -> None:
+def _mirror(
+    scan: Scan, counters: dict[str, int], tracker: ProgressTracker, on_update: Callable[[ProgressTracker], None]
+) -> None:
+    """Replay what changed since the last poll, one transition at a time, so a display sees
+    every stage even when a stage started and ended between two polls."""
     total = scan.total_symbols
     for stage in STAGES:
         state = tracker.snapshot()["stages"][stage]["status"]
@@ -44,9 +47,12 @@ def _mirror(scan: Scan, counters: dict[str, int], tracker: ProgressTracker) -> N
         units = total if stage in COUNTER_OF else 1
         if started and state == "pending":
             tracker.start_stage(stage, units, f"{stage.replace('_', ' ').capitalize()}")
+            on_update(tracker)
         if stage in COUNTER_OF and started and not ended:
             done = counters.get(COUNTER_OF[stage], 0)
             label = "Fetching bars" if stage == "data_fetching" else "Scanning"
             tracker.advance(stage, done, f"{label} ({min(done, total)}/{total})")
+            on_update(tracker)
         if ended and state != "completed":
             tracker.complete_stage(stage)
+            on_update(tracker)
