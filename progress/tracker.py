@@ -157,6 +157,9 @@ class ProgressTracker:
             self.message = message
         self._bump()
 
+    def stage_status(self, stage: str) -> str:
+        return self._stages[stage].status
+
     def set_cache(self, hits: int, misses: int) -> None:
         total = hits + misses
         self._cache = {"hits": hits, "misses": misses, "hit_rate": round(100.0 * hits / total, 1) if total else None}

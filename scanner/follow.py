@@ -41,7 +41,7 @@ def _mirror(
     every stage even when a stage started and ended between two polls."""
     total = scan.total_symbols
     for stage in STAGES:
-        state = tracker.snapshot()["stages"][stage]["status"]
+        state = tracker.stage_status(stage)
         started = getattr(scan, f"{stage}_started_at")
         ended = getattr(scan, f"{stage}_ended_at")
         units = total if stage in COUNTER_OF else 1

@@ -14,6 +14,7 @@ from scanner.engine.config import ScanConfig
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
 from scanner.runner import load_universe
 from scanner.sources import DataSource, provider_for
+from scanner.workflow import build_workflow
 
 
 class ScanNotCancellable(Exception):
@@ -50,8 +51,6 @@ def scan_create(
 
 
 def scan_start(scan: Scan) -> None:
-    from scanner.workflow import build_workflow
-
     build_workflow(scan.id, scan.n_batches).apply_async()
 
 

@@ -203,3 +203,22 @@ def test_a_stop_request_skips_the_rest_as_cancelled_and_keeps_what_was_done(
     cancelled = [s for s in out.skipped if s.reason == "cancelled"]
     assert len(out.rows) > 0 and len(cancelled) > 300
     assert len(out.rows) + len(out.skipped) == len(real_instruments)
+
+
+def test_a_failure_midway_through_a_chunk_records_every_symbol_once(
+    monkeypatch: pytest.MonkeyPatch, real_bars: dict[str, Bars], real_instruments: list[Instrument]
+) -> None:
+    insts = [i for i in real_instruments if i.symbol in ("AAPL", "MSFT", "XOM")]
+    bars = windowed(real_bars, LAST_DAY, 500)
+    real_plan = scan_module.trade_plan
+    msft_close = float(bars["MSFT"].close[-1])
+
+    def failing_for_msft(close: float, *args: Any) -> Any:
+        if close == msft_close:
+            raise RuntimeError("boom")
+        return real_plan(close, *args)
+
+    monkeypatch.setattr(scan_module, "trade_plan", failing_for_msft)
+    out = scan_batch(insts, bars, ScanConfig(), LAST_DAY)
+    assert sorted(r["symbol"] for r in out.rows) == ["AAPL", "XOM"]
+    assert [(s.symbol, s.reason) for s in out.skipped] == [("MSFT", "error")]

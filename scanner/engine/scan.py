@@ -138,8 +138,11 @@ def _scan_chunk(
     calendar: np.ndarray | None,
     out: BatchOutput,
 ) -> None:
+    # The chunk's outcomes are merged only when the whole chunk succeeded, so retrying its
+    # symbols one by one after a failure cannot record any of them twice.
+    chunk_out = BatchOutput()
     try:
-        _scan_panel(chunk, config, as_of, calendar, out)
+        _scan_panel(chunk, config, as_of, calendar, chunk_out)
     except Exception:
         if len(chunk) == 1:
             inst = chunk[0][0]
@@ -149,6 +152,9 @@ def _scan_chunk(
         logger.exception("scanning a chunk of %d symbols failed; retrying them one by one", len(chunk))
         for item in chunk:
             _scan_chunk([item], config, as_of, calendar, out)
+        return
+    out.rows.extend(chunk_out.rows)
+    out.skipped.extend(chunk_out.skipped)
 
 
 def _scan_panel(
