@@ -4,8 +4,11 @@ Sets up its own redis-server, a SQLite database and one worker with two processe
 the 505 real symbols and on 5,000 synthetic ones measures, in the same run:
 
 * in-process: ``run_scan`` (what ``manage.py scan`` does) with the provider already loaded;
-* distributed: ``scan_create`` → status ``completed``, with the price cache emptied first,
-  at the default batch size, at batch size 1 (505 only) and at a sweep of batch sizes.
+* distributed: ``scan_create`` → status ``completed``, with the price cache emptied first
+  (``ratio_*``: the data stage fetches every symbol), at the default batch size, at batch
+  size 1 (505 only) and at a sweep of batch sizes;
+* distributed with the price cache already holding the bars (``ratio_*_warm_cache``), as
+  for a second scan of the same data within the cache's lifetime.
 
 Ratios are distributed / in-process, medians of REPEATS runs. Targets: ratio_505 <= 1.5,
 ratio_5000 <= 0.7. Also reports the workers' peak memory.
@@ -103,9 +106,10 @@ def _measure(redis_server: Any) -> dict[str, Any]:
         provider_for(source).instruments()  # loaded once, as in a long-running process
         return _median_seconds(lambda: run_scan(config, provider_for(source), ProgressTracker("bench")))
 
-    def distributed(source: DataSource, batch_size: int, repeats: int = REPEATS) -> float:
+    def distributed(source: DataSource, batch_size: int, repeats: int = REPEATS, cold: bool = True) -> float:
         def once() -> None:
-            _clear_price_cache(redis_server)
+            if cold:
+                _clear_price_cache(redis_server)
             scan = scan_create(owner=None, config=config, source=source, batch_size=batch_size)
             while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
                 time.sleep(0.02)
@@ -118,6 +122,7 @@ def _measure(redis_server: Any) -> dict[str, Any]:
     default = settings.TECHNIC_BATCH_SIZE
     local_505, local_5000 = in_process(real), in_process(demo)
     dist_505, dist_5000 = distributed(real, default), distributed(demo, default)
+    warm_505, warm_5000 = distributed(real, default, cold=False), distributed(demo, default, cold=False)
     batch1_505 = distributed(real, 1, repeats=1)
     sweep = {size: round(distributed(demo, size, repeats=1) / local_5000, 3) for size in SWEEP}
     return {
@@ -131,6 +136,10 @@ def _measure(redis_server: Any) -> dict[str, Any]:
         "distributed_5000_seconds": round(dist_5000, 3),
         "ratio_5000": round(dist_5000 / local_5000, 3),
         "ratio_5000_by_batch_size": sweep,
+        "distributed_505_warm_cache_seconds": round(warm_505, 3),
+        "ratio_505_warm_cache": round(warm_505 / local_505, 3),
+        "distributed_5000_warm_cache_seconds": round(warm_5000, 3),
+        "ratio_5000_warm_cache": round(warm_5000 / local_5000, 3),
     }
 
 

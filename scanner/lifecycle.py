@@ -2,17 +2,18 @@
 
 Every transition is a conditional update (``filter(id=..., <expected state>).update(...)``)
 so redelivered or concurrent tasks cannot apply it twice; per-symbol rows are unique on
-(scan, symbol) and inserted with ``ignore_conflicts``, so writing a batch twice is harmless.
+(scan, symbol) and inserted with ``ON CONFLICT DO NOTHING``, so writing a batch twice is harmless.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -50,8 +51,9 @@ def begin(scan_id: Any) -> Scan | None:
 
 def active(scan_id: Any) -> Scan | None:
     """The scan if it is still unfinished, else None (stage tasks then do nothing; that
-    includes a scan deleted while its tasks were queued)."""
-    scan = Scan.objects.filter(id=scan_id).first()
+    includes a scan deleted while its tasks were queued). Its universe is not loaded:
+    ``batch_instruments`` reads it once per process."""
+    scan = Scan.objects.defer("universe", "metrics").filter(id=scan_id).first()
     return None if scan is None or scan.is_finished else scan
 
 
@@ -84,35 +86,60 @@ def universe_of(scan: Scan) -> list[Instrument]:
     return [Instrument(symbol, name, sector) for symbol, name, sector in scan.universe]
 
 
+# A scan's universe never changes once set, and a 5,000-symbol one costs ~13 ms to load, so
+# each worker process keeps the universes of the scans it is working on.
+_UNIVERSES: OrderedDict[str, list[Instrument]] = OrderedDict()
+_UNIVERSES_KEPT = 8
+
+
+def _fixed_universe(scan_id: Any) -> list[Instrument]:
+    key = str(scan_id)
+    if key in _UNIVERSES:
+        _UNIVERSES.move_to_end(key)
+        return _UNIVERSES[key]
+    raw = Scan.objects.values_list("universe", flat=True).get(id=scan_id)
+    universe = [Instrument(symbol, name, sector) for symbol, name, sector in raw]
+    if universe:  # empty until universe_loading has run: not fixed yet
+        _UNIVERSES[key] = universe
+        if len(_UNIVERSES) > _UNIVERSES_KEPT:
+            _UNIVERSES.popitem(last=False)
+    return universe
+
+
 def batch_instruments(scan: Scan, index: int, n_batches: int) -> list[Instrument]:
     """Batch ``index`` of ``n_batches`` contiguous, balanced slices of the universe."""
-    universe = universe_of(scan)
+    universe = _fixed_universe(scan.id)
     start, end = index * len(universe) // n_batches, (index + 1) * len(universe) // n_batches
     return universe[start:end]
 
 
 def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Sequence[Skip]) -> None:
-    """Persist one batch's rows and skips; a second write of the same symbols changes nothing."""
-    with transaction.atomic():
-        ScanResult.objects.bulk_create(
-            [
-                ScanResult(
-                    scan_id=scan_id,
-                    symbol=r["symbol"],
-                    sector=r["sector"],
-                    tech_rating=r["tech_rating"],
-                    signal=r["signal"],
-                    row=r,
-                )
-                for r in rows
-            ],
-            ignore_conflicts=True,
-        )
-        ScanSkip.objects.bulk_create(
-            [ScanSkip(scan_id=scan_id, symbol=s.symbol, reason=s.reason, detail=s.detail) for s in skipped],
-            ignore_conflicts=True,
-        )
+    """Persist one batch's rows and skips; a second write of the same symbols changes nothing.
+
+    Plain ``INSERT … ON CONFLICT DO NOTHING`` through ``executemany``: on this, the hottest
+    write of a scan, ``bulk_create`` takes 1.5 times (SQLite) to 2.5 times (PostgreSQL) as long.
+    """
+    scan_key = Scan._meta.pk.get_db_prep_value(scan_id, connection)
+    as_json = connection.ops.adapt_json_value
+    with transaction.atomic(), connection.cursor() as cursor:
+        if rows:
+            cursor.executemany(
+                _insert_ignoring_conflicts(ScanResult, ("scan_id", "symbol", "sector", "tech_rating", "signal", "row")),
+                [(scan_key, r["symbol"], r["sector"], r["tech_rating"], r["signal"], as_json(r, None)) for r in rows],
+            )
+        if skipped:
+            cursor.executemany(
+                _insert_ignoring_conflicts(ScanSkip, ("scan_id", "symbol", "reason", "detail")),
+                [(scan_key, s.symbol, s.reason, s.detail) for s in skipped],
+            )
         Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
+
+
+def _insert_ignoring_conflicts(model: type[models.Model], columns: Sequence[str]) -> str:
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    values = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
 
 def record_without_outcome(scan_id: Any, symbols: Sequence[str], reason: str, detail: str) -> int:

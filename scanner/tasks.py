@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
@@ -25,6 +25,7 @@ from scanner.providers import DataProviderError, DataSourceError
 from scanner.runner import FETCH_CHUNK
 from scanner.runner import load_universe as runner_load_universe
 from scanner.sources import provider_for
+from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     return {"index": index, "state": "done", "symbols": len(symbols)}
 
 
-@shared_task(name="scanner.tasks.gather_fetches", **RETRY)
-def gather_fetches(summaries: list[dict[str, Any]], scan_id: str) -> None:
-    """The data_fetching chord's body: the stage ends when every fetch batch has reported."""
+@shared_task(name="scanner.tasks.gather_fetches", bind=True, **RETRY)
+def gather_fetches(self: Task, summaries: list[dict[str, Any]], scan_id: str, n_batches: int) -> Any:
+    """The data_fetching chord's body: the stage ends when every fetch batch has reported, and
+    this task is replaced by the rest of the workflow (see ``scanner.workflow``)."""
     lifecycle.stage_finished(scan_id, "data_fetching")
+    return self.replace(build_workflow(scan_id, n_batches, start="symbol_scanning"))
 
 
 @shared_task(

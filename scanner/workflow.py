@@ -1,21 +1,24 @@
 """The one place the scan workflow is built.
 
 ``universe_loading`` → ``data_fetching`` → ``symbol_scanning`` → ``finalization``, where
-``symbol_scanning`` is a chord: one ``scan_batch`` per batch of symbols, gathered by
-``gather_batches``. ``data_fetching`` fans out over the same batches (``fetch_batch``,
-gathered by ``gather_fetches``), so fetching uses every worker too. Signatures are immutable
-and carry only the scan id and batch numbers; bars travel through the price cache, never
-through the broker or the result backend.
+``data_fetching`` and ``symbol_scanning`` are chords over the same batches: one
+``fetch_batch`` (then one ``scan_batch``) per batch of symbols, gathered by
+``gather_fetches`` (then ``gather_batches``). Signatures are immutable and carry only the scan
+id and batch numbers; bars travel through the price cache, never through the broker.
+
+The workflow is sent in two parts. A chord's body travels inside every header task's message,
+so a ``symbol_scanning`` chord built up front would be copied into each of the N
+``fetch_batch`` messages: N² signatures, which at one symbol per batch took seconds to publish.
+So ``gather_fetches`` replaces itself with the rest of the workflow, built here from
+``symbol_scanning`` on; the error callback carries over.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from celery import chain, chord
+from celery import chain, chord, signature
 from celery.canvas import Signature
-
-from scanner import tasks
 
 # Batch i of any scan gets priority i // BATCHES_PER_PRIORITY (0 is first, 9 is last), so the
 # first batches of a newly started scan overtake the later batches of a long one.
@@ -26,15 +29,25 @@ def batch_priority(index: int) -> int:
     return min(9, index // BATCHES_PER_PRIORITY)
 
 
-def build_workflow(scan_id: Any, n_batches: int) -> Signature:
+def _task(name: str, *args: Any, priority: int = 0) -> Signature:
+    return signature(f"scanner.tasks.{name}", args=args, immutable=True).set(priority=priority)
+
+
+def _batches(name: str, sid: str, n_batches: int) -> list[Signature]:
+    return [_task(name, sid, i, n_batches, priority=batch_priority(i)) for i in range(n_batches)]
+
+
+def build_workflow(
+    scan_id: Any, n_batches: int, start: Literal["universe_loading", "symbol_scanning"] = "universe_loading"
+) -> Signature:
+    """The workflow of a scan from ``start`` on (``symbol_scanning``: the part ``gather_fetches``
+    continues with)."""
     sid = str(scan_id)
-    fetches = [tasks.fetch_batch.si(sid, i, n_batches).set(priority=batch_priority(i)) for i in range(n_batches)]
-    scans = [tasks.scan_batch.si(sid, i, n_batches).set(priority=batch_priority(i)) for i in range(n_batches)]
-    flow = chain(
-        tasks.load_universe.si(sid).set(priority=0),
-        chord(fetches, tasks.gather_fetches.s(sid).set(priority=0)),
-        chord(scans, tasks.gather_batches.s(sid).set(priority=0)),
-        tasks.finalize_scan.si(sid).set(priority=0),
-    )
-    flow.on_error(tasks.fail_scan.s(sid))
+    if start == "universe_loading":
+        gather = signature("scanner.tasks.gather_fetches", args=(sid, n_batches)).set(priority=0)
+        flow = chain(_task("load_universe", sid), chord(_batches("fetch_batch", sid, n_batches), gather))
+    else:
+        gather = signature("scanner.tasks.gather_batches", args=(sid,)).set(priority=0)
+        flow = chain(chord(_batches("scan_batch", sid, n_batches), gather), _task("finalize_scan", sid))
+    flow.on_error(signature("scanner.tasks.fail_scan", args=(sid,)))
     return flow
