@@ -178,12 +178,51 @@ class ProgressTracker:
             self.message = message
         self._bump()
 
+    @classmethod
+    def restore(
+        cls,
+        scan_id: str,
+        state: Mapping[str, Any],
+        weights: Mapping[str, float] | None = None,
+        prior_rates: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> ProgressTracker:
+        """A tracker in the state another process recorded (times on ``clock``'s scale).
+
+        ``state``: ``seq``, ``status``, ``started``, ``ended``, ``stage`` (index of the current
+        stage, -1 before the first), ``message``, ``cache_hits``, ``cache_misses`` and per stage
+        ``stages[name]`` with ``current``, ``total``, ``started``, ``ended``. A stage is running
+        between its start and end; when the scan failed or was cancelled, a running stage takes
+        that status.
+        """
+        tracker = cls(scan_id, weights=weights, prior_rates=prior_rates, clock=clock)
+        tracker.seq = int(state.get("seq", 0))
+        tracker.status = str(state.get("status", "pending"))
+        tracker._started, tracker._ended = state.get("started"), state.get("ended")
+        index = int(state.get("stage", -1))
+        tracker.current_stage = STAGES[index] if 0 <= index < len(STAGES) else None
+        tracker.message = str(state.get("message", ""))
+        for name, st in tracker._stages.items():
+            recorded = state.get("stages", {}).get(name, {})
+            st.total, st.current = int(recorded.get("total", 0)), int(recorded.get("current", 0))
+            st.started, st.ended = recorded.get("started"), recorded.get("ended")
+            if st.ended is not None:
+                st.status = "completed"
+            elif st.started is not None:
+                st.status = tracker.status if tracker.status in ("failed", "cancelled") else "running"
+                if tracker.status in ("failed", "cancelled"):
+                    st.ended = tracker._ended
+        tracker.set_cache(int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0)))
+        tracker._overall = tracker._progress()
+        return tracker
+
+    def _progress(self) -> float:
+        progress = sum(st.weight * st.fraction for st in self._stages.values()) * 100.0
+        return progress if self.status == "completed" else min(progress, 99.9)
+
     def _bump(self) -> None:
         self.seq += 1
-        progress = sum(st.weight * st.fraction for st in self._stages.values()) * 100.0
-        if self.status != "completed":
-            progress = min(progress, 99.9)
-        self._overall = max(self._overall, progress)
+        self._overall = max(self._overall, self._progress())
 
     def _elapsed(self, now: float) -> float:
         if self._started is None:

@@ -8,21 +8,23 @@ so redelivered or concurrent tasks cannot apply it twice; per-symbol rows are un
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from progress import store
 from scanner import price_cache
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.config import ScanConfig
 from scanner.engine.scan import Skip
 from scanner.engine.types import Instrument
-from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
+from scanner.models import STAGES, TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
 from scanner.sources import DataSource
 
 logger = logging.getLogger(__name__)
@@ -43,9 +45,10 @@ def source_of(scan: Scan) -> DataSource:
 def begin(scan_id: Any) -> Scan | None:
     """pending → running (once). Returns the scan unless it already finished."""
     now = timezone.now()
-    Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
+    if Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
         status=ScanStatus.RUNNING, started_at=now, heartbeat_at=now
-    )
+    ):
+        store.begin(scan_id)
     return active(scan_id)
 
 
@@ -57,19 +60,21 @@ def active(scan_id: Any) -> Scan | None:
     return None if scan is None or scan.is_finished else scan
 
 
-def stage_started(scan_id: Any, stage: str) -> None:
-    """Record the stage's start the first time only; the stage becomes current."""
+def stage_started(scan_id: Any, stage: str, total: int = 1, message: str = "") -> None:
+    """Record the stage's start (of ``total`` units) the first time only; it becomes current."""
     now = timezone.now()
-    Scan.objects.filter(id=scan_id, **{f"{stage}_started_at__isnull": True}).update(
+    if Scan.objects.filter(id=scan_id, **{f"{stage}_started_at__isnull": True}).update(
         **{f"{stage}_started_at": now}, current_stage=stage, heartbeat_at=now
-    )
+    ):
+        store.stage_started(scan_id, stage, total, message)
 
 
-def stage_finished(scan_id: Any, stage: str) -> None:
+def stage_finished(scan_id: Any, stage: str, message: str = "") -> None:
     now = timezone.now()
-    Scan.objects.filter(id=scan_id, **{f"{stage}_ended_at__isnull": True}).update(
+    if Scan.objects.filter(id=scan_id, **{f"{stage}_ended_at__isnull": True}).update(
         **{f"{stage}_ended_at": now}, heartbeat_at=now
-    )
+    ):
+        store.stage_finished(scan_id, stage, message)
 
 
 def heartbeat(scan_id: Any) -> None:
@@ -160,7 +165,7 @@ def finish(scan_id: Any) -> Scan | None:
     scan = Scan.objects.filter(id=scan_id).first()
     if scan is None or scan.is_finished:
         return scan
-    stage_started(scan_id, "finalization")
+    stage_started(scan_id, "finalization", message="Accounting for every symbol")
     symbols = [i.symbol for i in universe_of(scan)]
     if scan.cancel_requested:
         record_without_outcome(scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before this symbol was scanned")
@@ -172,11 +177,20 @@ def finish(scan_id: Any) -> Scan | None:
     now = timezone.now()
     scan.status = ScanStatus.CANCELLED if scan.cancel_requested else ScanStatus.COMPLETED
     scan.finalization_ended_at = scan.finished_at = now
-    Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
-        status=scan.status, finalization_ended_at=now, finished_at=now, heartbeat_at=now, metrics=metrics_of(scan)
-    )
+    metrics = metrics_of(scan)
+    if Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
+        status=scan.status, finalization_ended_at=now, finished_at=now, heartbeat_at=now, metrics=metrics
+    ):
+        done = f"{metrics['results']} results, {metrics['skipped']} skipped"
+        _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done))
     scan.refresh_from_db()
     return scan
+
+
+def _keep_final_progress(scan_id: Any, snapshot: dict[str, Any] | None) -> None:
+    """The last snapshot goes on the row, for clients that come after Redis forgot it."""
+    if snapshot is not None:
+        Scan.objects.filter(id=scan_id).update(progress=snapshot)
 
 
 def fail(scan_id: Any, code: str, message: str) -> bool:
@@ -187,6 +201,8 @@ def fail(scan_id: Any, code: str, message: str) -> bool:
         .exclude(status__in=TERMINAL_STATUSES)
         .update(status=ScanStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=now)
     )
+    if updated:
+        _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.FAILED, f"{code}: {message}"[:500]))
     return bool(updated)
 
 
@@ -216,7 +232,16 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
             "misses": cache.get("misses", 0),
             "hit_rate": round(100.0 * cache.get("hits", 0) / lookups, 1) if lookups else None,
         },
+        "eta_accuracy": store.eta_accuracy(
+            scan.id,
+            {stage: _epoch(getattr(scan, f"{stage}_ended_at")) for stage in STAGES},
+            scan.finished_at.timestamp() if scan.finished_at else time.time(),
+        ),
     }
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 def stalled(before: Any) -> list[Scan]:

@@ -63,6 +63,7 @@ class Scan(models.Model):
     finalization_started_at = models.DateTimeField(null=True, blank=True)
     finalization_ended_at = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="the last progress snapshot, once finished")
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)

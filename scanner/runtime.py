@@ -1,4 +1,4 @@
-"""Transient per-scan state in Redis: the cancel flag, batch attempts and progress counters.
+"""Transient per-scan state in Redis: the cancel flag and batch attempts (progress: ``progress.store``).
 
 This module owns these keys and their TTLs. Losing them never loses a result: the database
 holds status and rows; a lost cancel flag is restored from ``Scan.cancel_requested``.
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from technic_project.redis_client import int_hash, main_redis
+from technic_project.redis_client import main_redis
 
 TTL_SECONDS = 2 * 24 * 3600
 
@@ -36,17 +36,3 @@ def batch_attempt(scan_id: Any, index: int) -> int:
     pipe.expire(key, TTL_SECONDS)
     attempts, _ = pipe.execute()
     return int(attempts)
-
-
-def add_progress(scan_id: Any, field: str, amount: int) -> None:
-    """Add to a stage counter (``fetched`` or ``scanned``); O(1), one round trip."""
-    key = _key(scan_id, "counters")
-    pipe = main_redis().pipeline()
-    pipe.hincrby(key, field, amount)
-    pipe.expire(key, TTL_SECONDS)
-    pipe.execute()
-
-
-def counters(scan_id: Any) -> dict[str, int]:
-    raw = main_redis().hgetall(_key(scan_id, "counters"))
-    return int_hash(raw)

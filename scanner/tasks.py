@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from progress import store
 from scanner import lifecycle, price_cache, runtime
 from scanner.engine.config import ConfigError
 from scanner.engine.scan import scan_batch as engine_scan_batch
@@ -39,10 +40,10 @@ def load_universe(scan_id: str) -> None:
     scan = lifecycle.begin(scan_id)
     if scan is None or scan.cancel_requested:
         return
-    lifecycle.stage_started(scan_id, "universe_loading")
+    lifecycle.stage_started(scan_id, "universe_loading", message="Loading the universe")
     instruments, as_of = runner_load_universe(provider_for(lifecycle.source_of(scan)), lifecycle.config_of(scan))
     lifecycle.set_universe(scan_id, instruments, as_of)
-    lifecycle.stage_finished(scan_id, "universe_loading")
+    lifecycle.stage_finished(scan_id, "universe_loading", f"{len(instruments)} symbols as of {as_of.isoformat()}")
 
 
 @shared_task(name="scanner.tasks.fetch_batch", **RETRY)
@@ -54,7 +55,7 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     scan = lifecycle.active(scan_id)
     if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
         return {"index": index, "state": "cancelled"}
-    lifecycle.stage_started(scan_id, "data_fetching")
+    lifecycle.stage_started(scan_id, "data_fetching", scan.total_symbols)
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     lookback = lifecycle.config_of(scan).lookback_days
@@ -65,7 +66,8 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         chunk = symbols[start : start + FETCH_CHUNK]
         missed = price_cache.missing(namespace, scan.as_of, lookback, chunk, scan_id)
         price_cache.put_bars(namespace, scan.as_of, lookback, provider.bars(missed, scan.as_of, lookback))
-        runtime.add_progress(scan_id, "fetched", len(chunk))
+        hits = len(chunk) - len(missed)
+        store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=len(missed))
     lifecycle.heartbeat(scan_id)
     return {"index": index, "state": "done", "symbols": len(symbols)}
 
@@ -105,7 +107,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         return {"index": index, "state": "abandoned", "skipped": lost}
     if scan.cancel_requested or runtime.is_cancelled(scan_id) or scan.as_of is None:
         return {"index": index, "state": "cancelled"}
-    lifecycle.stage_started(scan_id, "symbol_scanning")
+    lifecycle.stage_started(scan_id, "symbol_scanning", scan.total_symbols)
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     config = lifecycle.config_of(scan)
@@ -114,9 +116,9 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         bars.update(provider.bars(missed, scan.as_of, config.lookback_days))
     reported = 0
 
-    def progressed(done: int, _symbol: str) -> None:
+    def progressed(done: int, symbol: str) -> None:
         nonlocal reported
-        runtime.add_progress(scan_id, "scanned", done - reported)
+        store.advanced(scan_id, "symbol_scanning", done - reported, symbol)
         reported = done
 
     out = engine_scan_batch(
@@ -129,7 +131,8 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         should_stop=lambda: runtime.is_cancelled(scan_id),
     )
     lifecycle.record_outcomes(scan_id, out.rows, out.skipped)
-    runtime.add_progress(scan_id, "scanned", len(instruments) - reported)
+    if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
+        store.advanced(scan_id, "symbol_scanning", len(instruments) - reported)
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
 
 

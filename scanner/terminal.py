@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from progress.tracker import STAGES, ProgressTracker
+from progress.tracker import STAGES
 from scanner.engine.scan import ROW_FIELDS
 
 BAR_WIDTH = 24
@@ -17,7 +17,7 @@ REDRAW_INTERVAL = 0.1
 
 
 class LiveDisplay:
-    """Draws the tracker's snapshot: redrawn in place on a terminal, one line per change otherwise.
+    """Draws progress snapshots: redrawn in place on a terminal, one line per change otherwise.
 
     Redraws are limited to ten a second; stage changes and the end are always drawn.
     """
@@ -30,9 +30,10 @@ class LiveDisplay:
         self._last_draw = 0.0
         self._last_key: tuple[Any, ...] | None = None
         self._header_written = False
+        self._printed: dict[str, str] = {}
 
-    def update(self, tracker: ProgressTracker) -> None:
-        snap = tracker.snapshot()
+    def update(self, snap: dict[str, Any]) -> None:
+        """Draw a progress snapshot (``ProgressTracker.snapshot()``, or one read from the store)."""
         key = (snap["current_stage"], tuple(s["status"] for s in snap["stages"].values()), snap["status"])
         now = time.monotonic()
         important = key != self._last_key
@@ -63,17 +64,21 @@ class LiveDisplay:
         self._lines = len(lines)
 
     def _line(self, snap: dict[str, Any]) -> None:
+        """One line per stage whose status changed since the last line, in stage order, so no
+        stage is skipped even when it started and ended between two snapshots."""
         if not self._header_written:
             self._header_written = True
             self.stream.write(self.header + "\n")
-        stage = snap["current_stage"]
-        if stage is None:
+        if snap["current_stage"] is None and snap["status"] == "pending":
             self.stream.write("[  0.0%] queued - waiting for a worker\n")
-            return
-        self.stream.write(
-            f"[{snap['overall_progress']:5.1f}%] {stage} {snap['stages'][stage]['status']}"
-            f" - {snap['message']} (ETA {snap['overall_eta_formatted']})\n"
-        )
+        for name in STAGES:
+            status = snap["stages"][name]["status"]
+            if status == "pending" or self._printed.get(name) == status:
+                continue
+            self._printed[name] = status
+            current = name == snap["current_stage"]
+            detail = f" - {snap['message']} (ETA {snap['overall_eta_formatted']})" if current else ""
+            self.stream.write(f"[{snap['overall_progress']:5.1f}%] {name} {status}{detail}\n")
         self.stream.flush()
 
 

@@ -51,3 +51,21 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
     return value
+
+
+def env_float_map(name: str, default: dict[str, float]) -> dict[str, float]:
+    """``name=a=0.1,b=0.9`` as ``{"a": 0.1, "b": 0.9}``."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return dict(default)
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value) if sep else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ImproperlyConfigured(f"{name}={raw!r}: write it as name=number,name=number")
+        out[key.strip()] = number
+    return out

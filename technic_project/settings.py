@@ -10,7 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from technic_project.env import env_bool, env_choice, env_int, env_list, env_str
+from progress.tracker import DEFAULT_WEIGHTS, validate_weights
+from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -131,10 +132,12 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Progress pushes go out over Redis pub/sub: one PUBLISH per update, whatever the number of
+# listeners, and nothing piles up for a client that went away.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("TECHNIC_KEY_PREFIX", "technic") + ":channels"},
     }
 }
 
@@ -149,6 +152,13 @@ TECHNIC_BATCH_MAX_ATTEMPTS = env_int("TECHNIC_BATCH_MAX_ATTEMPTS", 3, minimum=1)
 # The watchdog fails a running scan with no progress for this long.
 TECHNIC_SCAN_STALL_SECONDS = env_int("TECHNIC_SCAN_STALL_SECONDS", 600, minimum=1)
 TECHNIC_KEY_PREFIX = env_str("TECHNIC_KEY_PREFIX", "technic")
+# Share of each stage in overall progress: name=weight pairs summing to 1.
+try:
+    TECHNIC_STAGE_WEIGHTS = validate_weights(env_float_map("TECHNIC_STAGE_WEIGHTS", DEFAULT_WEIGHTS))
+except ValueError as err:
+    raise ImproperlyConfigured(f"TECHNIC_STAGE_WEIGHTS: {err}") from err
+# Push progress to WebSocket and SSE clients (off: they still get the snapshot on connect).
+TECHNIC_PROGRESS_PUSH = env_bool("TECHNIC_PROGRESS_PUSH", True)
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
 

@@ -91,6 +91,7 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of the tests' own; Django and Celery in this process point at it."""
+    from channels.layers import channel_layers
     from django.conf import settings
 
     from technic_project.celery import app
@@ -99,6 +100,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     settings.REDIS_URL = settings.CACHE_REDIS_URL = server.url
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [server.url]
+    channel_layers.backends.clear()  # the next get_channel_layer() uses this server
     app.conf.update(broker_url=server.url, result_backend=server.url)
     yield server
     server.stop()

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from progress import store
 from progress.tracker import ProgressTracker
-from scanner import runtime, services, tasks
+from scanner import services, tasks
 from scanner.engine.config import ScanConfig
 from scanner.engine.universe import select_universe
 from scanner.lifecycle import batch_instruments
@@ -57,8 +58,14 @@ def assert_each_symbol_once(scan: Scan) -> tuple[list[str], list[tuple[str, str]
     return results, skips
 
 
+def done_in(scan: Scan, stage: str) -> int:
+    """Units of ``stage`` the workers reported done (the progress store's counter)."""
+    snap = store.snapshot(scan.id)
+    return 0 if snap is None else int(snap["stages"][stage]["current"])
+
+
 def scanned(scan: Scan) -> int:
-    return runtime.counters(scan.id).get("scanned", 0)
+    return done_in(scan, "symbol_scanning")
 
 
 def test_a_distributed_scan_of_the_real_505_symbols_gives_the_same_rows_as_the_in_process_engine(
@@ -130,7 +137,7 @@ def test_a_batch_delivered_twice_writes_its_rows_once_and_finalization_applies_o
 
 def test_cancelling_during_data_fetching_stops_at_once_and_skips_everything_as_cancelled(workers: Workers) -> None:
     scan = scan_create(owner=None, config=ScanConfig(), batch_size=100)
-    wait_until(lambda: 0 < runtime.counters(scan.id).get("fetched", 0) < scan.total_symbols, 60, "data fetching")
+    wait_until(lambda: 0 < done_in(scan, "data_fetching") < scan.total_symbols, 60, "data fetching")
     scan_cancel(scan)
     cancelled_at = time.monotonic()
     scan = wait_finished(scan.id, timeout=20)

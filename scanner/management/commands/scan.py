@@ -104,7 +104,8 @@ class Command(BaseCommand):
             if opts["via_celery"]:
                 report = self._via_celery(config, source, display)
             else:
-                report = run_scan(config, provider, ProgressTracker("cli"), on_update=display.update)
+                tracker = ProgressTracker("cli", weights=settings.TECHNIC_STAGE_WEIGHTS)
+                report = run_scan(config, provider, tracker, on_update=lambda t: display.update(t.snapshot()))
         except ConfigError as err:
             hint = f" (did you mean: {', '.join(err.suggestions)}?)" if err.suggestions else ""
             raise CommandError(f"{err}{hint}") from err

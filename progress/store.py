@@ -1,0 +1,288 @@
+"""Live progress in Redis: the one module that owns its layout.
+
+Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
+
+* ``:state`` — a hash of what the stage tasks reported: ``seq``, ``status``, ``started``,
+  ``ended``, ``stage`` (index of the current stage), ``message``, ``cache_hits``,
+  ``cache_misses``, and per stage ``<stage>.started``, ``.ended``, ``.current``, ``.total``,
+  ``.last`` (last symbol). Every update is one Lua call that applies its changes, increments
+  ``seq`` and returns the whole hash, so the snapshot built from it is consistent: counters only
+  grow, stages only start and end, the current stage only moves forward, nothing changes once
+  the status is terminal. Hence ``seq`` and ``overall_progress`` never go back.
+* ``:push`` — the push throttle (``SET NX PX``): counter updates reach the channel layer at most
+  every ``PUSH_INTERVAL_MS``; starts, ends and terminal states always, at once.
+* ``:etas`` — the ETA ledger: what each pushed snapshot predicted, for ``eta_accuracy``.
+
+Every key expires after ``TTL_SECONDS``; a finished scan's last snapshot is also kept on its
+database row (``Scan.progress``), so ``current_snapshot`` answers after Redis forgot it.
+The snapshot is the payload of PRODUCT.md, built by ``progress.tracker.ProgressTracker``, plus
+``updated_at`` (epoch seconds when it was built) and, once terminal, ``results_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+from progress import push
+from progress.tracker import STAGES, TERMINAL, ProgressTracker
+from technic_project.redis_client import main_redis
+
+TTL_SECONDS = 2 * 24 * 3600
+PUSH_INTERVAL_MS = 100
+ETA_SAMPLES_KEPT = 2000
+COUNTING_STAGES = {"data_fetching": "Fetching bars", "symbol_scanning": "Scanning"}
+
+_UPDATE = """
+local state, throttle = KEYS[1], KEYS[2]
+local status = redis.call('HGET', state, 'status')
+if status == 'completed' or status == 'failed' or status == 'cancelled' then return false end
+for _, op in ipairs(cjson.decode(ARGV[1])) do
+  local kind, field, value = op[1], op[2], op[3]
+  if kind == 'set' then redis.call('HSET', state, field, value)
+  elseif kind == 'setnx' then redis.call('HSETNX', state, field, value)
+  elseif kind == 'incr' then redis.call('HINCRBY', state, field, value)
+  elseif kind == 'max' then
+    local current = tonumber(redis.call('HGET', state, field))
+    if current == nil or tonumber(value) > current then redis.call('HSET', state, field, value) end
+  end
+end
+redis.call('HINCRBY', state, 'seq', 1)
+redis.call('EXPIRE', state, ARGV[2])
+local push = ARGV[3] == '1'
+if not push then push = redis.call('SET', throttle, '1', 'NX', 'PX', ARGV[4]) ~= false end
+return {push and 1 or 0, redis.call('HGETALL', state)}
+"""
+
+
+def _key(scan_id: Any, part: str) -> str:
+    return f"{settings.TECHNIC_KEY_PREFIX}:progress:{scan_id}:{part}"
+
+
+def group_name(scan_id: Any) -> str:
+    """The channel-layer group of a scan's consumers."""
+    return f"scan-progress.{scan_id}"
+
+
+def results_url(scan_id: Any) -> str:
+    return f"/scan/results/{scan_id}"
+
+
+# --- What the stage tasks report -------------------------------------------------------------
+
+
+def begin(scan_id: Any) -> dict[str, Any] | None:
+    now = _now()
+    return _update(scan_id, [("set", "status", "running"), ("setnx", "started", now)], force=True)
+
+
+def stage_started(scan_id: Any, stage: str, total: int, message: str = "") -> dict[str, Any] | None:
+    ops = [
+        ("setnx", f"{stage}.started", _now()),
+        ("set", f"{stage}.total", str(max(0, total))),
+        ("max", "stage", str(STAGES.index(stage))),
+        ("set", "message", message or stage.replace("_", " ").capitalize()),
+    ]
+    return _update(scan_id, ops, force=True)
+
+
+def advanced(
+    scan_id: Any, stage: str, done: int, last_symbol: str = "", cache_hits: int = 0, cache_misses: int = 0
+) -> dict[str, Any] | None:
+    """``done`` more units of ``stage`` finished (O(1): counters, no subtask is polled)."""
+    ops: list[tuple[str, str, str]] = [("incr", f"{stage}.current", str(done))]
+    if last_symbol:
+        ops.append(("set", f"{stage}.last", last_symbol))
+    if cache_hits or cache_misses:
+        ops += [("incr", "cache_hits", str(cache_hits)), ("incr", "cache_misses", str(cache_misses))]
+    return _update(scan_id, ops, force=False)
+
+
+def stage_finished(scan_id: Any, stage: str, message: str = "") -> dict[str, Any] | None:
+    ops = [("setnx", f"{stage}.ended", _now())]
+    if message:
+        ops.append(("set", "message", message))
+    return _update(scan_id, ops, force=True)
+
+
+def finished(scan_id: Any, status: str, message: str) -> dict[str, Any] | None:
+    """The terminal update; returns the final snapshot (None if the scan had already ended)."""
+    if status not in TERMINAL:
+        raise ValueError(f"finished() needs a terminal status, got {status!r}")
+    ops = [("set", "status", status), ("set", "ended", _now()), ("set", "message", message)]
+    return _update(scan_id, ops, force=True)
+
+
+# --- Reading ---------------------------------------------------------------------------------
+
+
+def snapshot(scan_id: Any) -> dict[str, Any] | None:
+    """The scan's snapshot as of now, or None when Redis holds no progress for it."""
+    raw = main_redis().hgetall(_key(scan_id, "state"))
+    return _build(scan_id, _decode(raw)) if raw else None
+
+
+def current_snapshot(scan: Any) -> dict[str, Any]:
+    """A ``scanner.models.Scan``'s snapshot: live from Redis, else the final one kept on the row,
+    else one built from the row's own status and stage times."""
+    live = snapshot(scan.id)
+    if live is not None:
+        return live
+    if scan.progress:
+        return dict(scan.progress)
+    return _build(scan.id, _state_from_row(scan))
+
+
+def eta_accuracy(scan_id: Any, stage_ends: Mapping[str, float | None], scan_end: float) -> dict[str, Any]:
+    """How far the pushed ETAs were from the real end of each stage and of the scan.
+
+    For every snapshot pushed while the scan ran, the predicted end (its time plus its ETA)
+    against the actual end: mean and largest absolute error in seconds, and the mean as a
+    percentage of the actual duration from the first sample.
+    """
+    samples = [json.loads(s) for s in main_redis().lrange(_key(scan_id, "etas"), 0, -1)]
+    overall = _errors([(t, t + eta, scan_end) for t, _, _, eta in samples])
+    per_stage = {
+        stage: _errors([(t, t + eta, end) for t, s, eta, _ in samples if s == stage])
+        for stage, end in stage_ends.items()
+        if end is not None
+    }
+    return {"overall": overall, "stages": {s: e for s, e in per_stage.items() if e["samples"]}}
+
+
+def _errors(predictions: list[tuple[float, float, float]]) -> dict[str, Any]:
+    if not predictions:
+        return {"samples": 0}
+    errors = [abs(predicted - actual) for _, predicted, actual in predictions]
+    span = max(actual for _, _, actual in predictions) - min(t for t, _, _ in predictions)
+    mean = statistics.fmean(errors)
+    return {
+        "samples": len(errors),
+        "mean_abs_error_seconds": round(mean, 3),
+        "max_abs_error_seconds": round(max(errors), 3),
+        "mean_abs_error_pct": round(100.0 * mean / span, 1) if span > 0 else None,
+    }
+
+
+# --- Internals -------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return f"{time.time():.6f}"
+
+
+def _update(scan_id: Any, ops: list[tuple[str, str, str]], force: bool) -> dict[str, Any] | None:
+    """Apply ``ops`` atomically; push the new snapshot if forced or the throttle allows.
+    Returns the snapshot, or None when the scan's progress had already reached its end."""
+    client = main_redis()
+    answer = client.eval(
+        _UPDATE,
+        2,
+        _key(scan_id, "state"),
+        _key(scan_id, "push"),
+        json.dumps(ops),
+        TTL_SECONDS,
+        "1" if force else "0",
+        PUSH_INTERVAL_MS,
+    )
+    if not answer:
+        return None
+    pushed, flat = answer
+    snap = _build(scan_id, _decode(dict(zip(flat[::2], flat[1::2], strict=True))))
+    if pushed:
+        if snap["status"] == "running":
+            _record_eta(client, scan_id, snap)
+        if settings.TECHNIC_PROGRESS_PUSH:
+            push.group_send(group_name(scan_id), {"type": "progress.snapshot", "snapshot": snap})
+    return snap
+
+
+def _record_eta(client: Any, scan_id: Any, snap: dict[str, Any]) -> None:
+    key = _key(scan_id, "etas")
+    sample = json.dumps([snap["updated_at"], snap["current_stage"], snap["stage_eta"], snap["overall_eta"]])
+    pipe = client.pipeline(transaction=False)
+    pipe.rpush(key, sample)
+    pipe.ltrim(key, -ETA_SAMPLES_KEPT, -1)
+    pipe.expire(key, TTL_SECONDS)
+    pipe.execute()
+
+
+def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """The state hash as the tracker's state mapping."""
+    flat = {_text(k): _text(v) for k, v in raw.items()}
+    state: dict[str, Any] = {
+        "seq": int(flat.get("seq", 0)),
+        "status": flat.get("status", "pending"),
+        "started": _float(flat.get("started")),
+        "ended": _float(flat.get("ended")),
+        "stage": int(flat.get("stage", -1)),
+        "message": flat.get("message", ""),
+        "cache_hits": int(flat.get("cache_hits", 0)),
+        "cache_misses": int(flat.get("cache_misses", 0)),
+        "stages": {},
+    }
+    for stage in STAGES:
+        state["stages"][stage] = {
+            "started": _float(flat.get(f"{stage}.started")),
+            "ended": _float(flat.get(f"{stage}.ended")),
+            "current": int(flat.get(f"{stage}.current", 0)),
+            "total": int(flat.get(f"{stage}.total", 0)),
+            "last": flat.get(f"{stage}.last", ""),
+        }
+    return state
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _float(value: str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _build(scan_id: Any, state: dict[str, Any]) -> dict[str, Any]:
+    index = state["stage"]
+    stage = STAGES[index] if 0 <= index < len(STAGES) else None
+    if state["status"] == "running" and stage in COUNTING_STAGES:
+        st = state["stages"][stage]
+        if st["ended"] is None and (st["current"] or st["total"]):
+            done = min(st["current"], st["total"])
+            what = f"Scanning {st['last']}" if stage == "symbol_scanning" and st["last"] else COUNTING_STAGES[stage]
+            state["message"] = f"{what} ({done}/{st['total']})"
+    snap = ProgressTracker.restore(str(scan_id), state, weights=settings.TECHNIC_STAGE_WEIGHTS).snapshot()
+    snap["updated_at"] = round(time.time(), 6)
+    if snap["status"] in TERMINAL:
+        snap["results_url"] = results_url(scan_id)
+    return snap
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _state_from_row(scan: Any) -> dict[str, Any]:
+    """State from the database row alone (no counters): for a scan Redis knows nothing of."""
+    stages = {}
+    for stage in STAGES:
+        started, ended = _epoch(getattr(scan, f"{stage}_started_at")), _epoch(getattr(scan, f"{stage}_ended_at"))
+        units = scan.total_symbols if stage in COUNTING_STAGES else 1
+        done = units if ended else 0
+        stages[stage] = {"started": started, "ended": ended, "current": done, "total": units, "last": ""}
+    begun = [i for i, s in enumerate(STAGES) if stages[s]["started"] is not None]
+    return {
+        "seq": 0,
+        "status": str(scan.status),
+        "started": _epoch(scan.started_at),
+        "ended": _epoch(scan.finished_at),
+        "stage": begun[-1] if begun else -1,
+        "message": scan.error_message or ("Waiting for a worker" if str(scan.status) == "pending" else ""),
+        "cache_hits": 0,
+        "cache_misses": 0,
+        "stages": stages,
+    }
