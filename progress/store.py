@@ -9,8 +9,9 @@ Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
   ``seq`` and returns the whole hash, so the snapshot built from it is consistent: counters only
   grow, stages only start and end, the current stage only moves forward, nothing changes once
   the status is terminal. Hence ``seq`` and ``overall_progress`` never go back.
-* ``:push`` — the push throttle (``SET NX PX``): counter updates reach the channel layer at most
-  every ``PUSH_INTERVAL_MS``; starts, ends and terminal states always, at once.
+* ``:push`` — the push throttle (``SET NX PX``): a counter update reaches the channel layer only
+  if nothing was pushed in the last ``PUSH_INTERVAL_MS``; starts, ends and terminal states
+  always, at once (and restart the interval).
 * ``:etas`` — the ETA ledger: what each pushed snapshot predicted, for ``eta_accuracy``.
 
 Every key expires after ``TTL_SECONDS``; a finished scan's last snapshot is also kept on its
@@ -55,8 +56,13 @@ for _, op in ipairs(cjson.decode(ARGV[1])) do
 end
 redis.call('HINCRBY', state, 'seq', 1)
 redis.call('EXPIRE', state, ARGV[2])
-local push = ARGV[3] == '1'
-if not push then push = redis.call('SET', throttle, '1', 'NX', 'PX', ARGV[4]) ~= false end
+local push
+if ARGV[3] == '1' then
+  redis.call('SET', throttle, '1', 'PX', ARGV[4])
+  push = true
+else
+  push = redis.call('SET', throttle, '1', 'NX', 'PX', ARGV[4]) ~= false
+end
 return {push and 1 or 0, redis.call('HGETALL', state)}
 """
 
@@ -84,6 +90,7 @@ def begin(scan_id: Any) -> dict[str, Any] | None:
 
 def stage_started(scan_id: Any, stage: str, total: int, message: str = "") -> dict[str, Any] | None:
     ops = [
+        ("set", "status", "running"),
         ("setnx", f"{stage}.started", _now()),
         ("set", f"{stage}.total", str(max(0, total))),
         ("max", "stage", str(STAGES.index(stage))),

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scanner.engine.types import Bars, Instrument
-from tests.processes import RedisServer, Workers, database_url
+from tests.processes import RedisServer, WebServer, Workers, database_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,3 +133,21 @@ def workers(
     pool.start()
     yield pool
     pool.stop()
+
+
+@pytest.fixture(scope="session")
+def web_server(
+    redis_server: RedisServer, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebServer]:
+    """The ASGI application under daphne, on the test database and redis-server."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_url = database_url(connection.settings_dict)
+    server = WebServer(
+        {"REDIS_URL": redis_server.url, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false"},
+        tmp_path_factory.mktemp("web") / "daphne.log",
+    )
+    server.start()
+    yield server
+    server.stop()

@@ -164,3 +164,42 @@ def test_a_cancelled_scan_keeps_its_progress_below_100(clock: FakeClock) -> None
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (0.3, "<1s"), (3.7, "3s"), (75, "1m 15s"), (3725, "1h 02m")])
 def test_eta_formatting(seconds: float, text: str) -> None:
     assert format_eta(seconds) == text
+
+
+def recorded_state(**overrides: object) -> dict[str, object]:
+    stages: dict[str, dict[str, float | None]] = {
+        s: {"started": None, "ended": None, "current": 0, "total": 0} for s in STAGES
+    }
+    stages["universe_loading"] = {"started": 1000.0, "ended": 1000.1, "current": 1, "total": 1}
+    stages["data_fetching"] = {"started": 1000.1, "ended": 1001.1, "current": 100, "total": 100}
+    stages["symbol_scanning"] = {"started": 1001.1, "ended": None, "current": 40, "total": 100}
+    state: dict[str, object] = {"seq": 9, "status": "running", "started": 1000.0, "stage": 2, "stages": stages}
+    state.update(overrides)
+    return state
+
+
+def test_a_restored_tracker_reports_what_the_event_driven_one_would(clock: FakeClock) -> None:
+    live = ProgressTracker("s", clock=clock)
+    run_to_scanning(live, clock, 100)
+    live.advance("symbol_scanning", 40)
+    clock.tick(0.5)
+    restored = ProgressTracker.restore("s", recorded_state(), clock=clock).snapshot()
+    expected = live.snapshot()
+    for key in ("status", "current_stage", "overall_progress", "stage_progress", "overall_eta", "stage_eta"):
+        assert restored[key] == expected[key], key
+    assert restored["seq"] == 9
+    assert [restored["stages"][s]["status"] for s in STAGES] == ["completed", "completed", "running", "pending"]
+
+
+def test_a_restored_failed_scan_marks_its_running_stage_failed_and_stays_below_100(clock: FakeClock) -> None:
+    snap = ProgressTracker.restore("s", recorded_state(status="failed", ended=1002.0), clock=clock).snapshot()
+    assert snap["stages"]["symbol_scanning"]["status"] == "failed"
+    assert snap["stages"]["symbol_scanning"]["seconds"] == pytest.approx(0.9)
+    assert snap["overall_progress"] < 100.0
+    assert snap["overall_eta"] == 0.0
+
+
+def test_a_restored_pending_scan_has_an_eta_before_anything_started(clock: FakeClock) -> None:
+    snap = ProgressTracker.restore("s", {"seq": 0, "status": "pending"}, clock=clock).snapshot()
+    assert snap["current_stage"] is None and snap["overall_progress"] == 0.0
+    assert snap["overall_eta"] > 0

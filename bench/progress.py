@@ -1,0 +1,180 @@
+"""What live progress costs a scan, and how fast it reaches a client.
+
+Sets up its own redis-server, a SQLite database, one worker with two processes and the ASGI
+server (daphne), then scans the 505 real symbols, alternating blocks of:
+
+* push on: 50 WebSocket clients connected to the scan before it starts, reading to the end;
+* push off: the workers run with ``TECHNIC_PROGRESS_PUSH=false`` and no client is connected.
+
+Each scan is timed from enqueue to ``completed`` (status polled every 5 ms); the overhead is the
+difference of the medians. Latency: for every message a client receives after the one sent on
+connect, receipt time minus the snapshot's ``updated_at`` (stamped by the worker that built it;
+same machine, same clock). The clients run in this process, on the same two cores.
+Targets: overhead_pct <= 2, latency_p95_ms <= 50.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from bench.common import market_dir, report
+
+CLIENTS = 50
+SCANS_PER_BLOCK = 8
+BLOCKS = ("on", "off", "on", "off")
+
+
+class Clients:
+    """CLIENTS WebSocket connections to one scan, in an event loop on a thread of their own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies_ms: list[float] = []
+        self.terminal = 0
+        self.connected = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self.connected.wait(30):
+            sys.exit("the WebSocket clients did not connect within 30 s")
+
+    def join(self) -> None:
+        self._thread.join(60)
+        if self._thread.is_alive():
+            sys.exit("a WebSocket client did not get its terminal message within 60 s")
+
+    async def _run(self) -> None:
+        import websockets
+
+        ready = 0
+
+        async def client() -> None:
+            nonlocal ready
+            async with websockets.connect(self.url, origin=websockets.Origin("http://127.0.0.1"), open_timeout=20) as ws:
+                await ws.recv()  # the snapshot sent on connect
+                ready += 1
+                if ready == CLIENTS:
+                    self.connected.set()
+                async for raw in ws:
+                    received = time.time()
+                    message = json.loads(raw)
+                    self.latencies_ms.append((received - message["updated_at"]) * 1000.0)
+                    self.terminal += message["type"] == "terminal"
+
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="technic-bench-"))
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "technic_project.settings",
+            "DJANGO_SECRET_KEY": "bench",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+            "DJANGO_LOG_LEVEL": "WARNING",
+        }
+    )
+    from tests.processes import RedisServer, WebServer, Workers
+
+    redis_server = RedisServer(work)
+    redis_server.start()
+    os.environ["REDIS_URL"] = redis_server.url
+
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    call_command("migrate", verbosity=0)
+    user = User.objects.create_user("bench")
+    token = Token.objects.create(user=user).key
+    env = {"REDIS_URL": redis_server.url, "DATABASE_URL": os.environ["DATABASE_URL"]}
+    web = WebServer(env, work / "daphne.log")
+    web.start()
+    seconds: dict[str, list[float]] = {"on": [], "off": []}
+    latencies: list[float] = []
+    try:
+        for block in BLOCKS:
+            workers = Workers(
+                {**env, "TECHNIC_PROGRESS_PUSH": "true" if block == "on" else "false"},
+                work / "worker.log",
+                app="technic_project",
+            )
+            workers.start()
+            try:
+                _scan(user, token, web, clients=False)  # warm-up: each worker process loads the data once
+                for _ in range(SCANS_PER_BLOCK):
+                    elapsed, lat = _scan(user, token, web, clients=block == "on")
+                    seconds[block].append(elapsed)
+                    latencies += lat
+            finally:
+                workers.stop()
+    finally:
+        web.stop()
+        redis_server.stop()
+    on, off = statistics.median(seconds["on"]), statistics.median(seconds["off"])
+    latencies.sort()
+    figures = {
+        "symbols": 505,
+        "clients": CLIENTS,
+        "scans_per_mode": len(seconds["on"]),
+        "median_seconds_push_on": round(on, 4),
+        "median_seconds_push_off": round(off, 4),
+        "overhead_pct": round(100.0 * (on - off) / off, 2),
+        "messages_received": len(latencies),
+        "latency_p50_ms": round(statistics.median(latencies), 1),
+        "latency_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
+        "latency_max_ms": round(latencies[-1], 1),
+        "targets": {"overhead_pct": "<= 2", "latency_p95_ms": "<= 50"},
+    }
+    for key, value in figures.items():
+        print(f"{key:>24}: {value}")
+    report("progress", figures)
+
+
+def _scan(user: Any, token: str, web: Any, clients: bool) -> tuple[float, list[float]]:
+    """One scan of the real symbols: seconds from enqueue to completed, and client latencies."""
+    from scanner import services
+    from scanner.engine.config import ScanConfig
+    from scanner.models import TERMINAL_STATUSES, Scan
+    from scanner.sources import DataSource
+
+    folder = market_dir()
+    source = DataSource("parquet", str(folder / "prices.parquet"), str(folder / "constituents.csv"))
+    with mock.patch.object(services.transaction, "on_commit", lambda _: None):
+        scan = services.scan_create(owner=user, config=ScanConfig(), source=source)
+    audience = Clients(f"ws://127.0.0.1:{web.port}/scan/ws/{scan.id}?token={token}") if clients else None
+    if audience:
+        audience.start()
+    t0 = time.perf_counter()
+    services.scan_start(scan)
+    while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    if status != "completed":
+        sys.exit(f"scan {scan.id} ended {status}")
+    if audience is None:
+        return elapsed, []
+    audience.join()
+    if audience.terminal != CLIENTS:
+        sys.exit(f"{CLIENTS - audience.terminal} clients missed the terminal message")
+    return elapsed, audience.latencies_ms
+
+
+if __name__ == "__main__":
+    main()
