@@ -62,7 +62,9 @@ class Clients:
 
         async def client() -> None:
             nonlocal ready
-            async with websockets.connect(self.url, origin=websockets.Origin("http://127.0.0.1"), open_timeout=20) as ws:
+            async with websockets.connect(
+                self.url, origin=websockets.Origin("http://127.0.0.1"), open_timeout=20
+            ) as ws:
                 await ws.recv()  # the snapshot sent on connect
                 ready += 1
                 if ready == CLIENTS:

@@ -1,7 +1,11 @@
-"""WebSocket routes. The progress consumer (``/scan/ws/<id>``) is added with live progress."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from progress.consumers import ScanProgressConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("scan/ws/<uuid:scan_id>", ScanProgressConsumer.as_asgi(), name="scan-ws"),
+]

@@ -192,8 +192,8 @@ class ProgressTracker:
         ``state``: ``seq``, ``status``, ``started``, ``ended``, ``stage`` (index of the current
         stage, -1 before the first), ``message``, ``cache_hits``, ``cache_misses`` and per stage
         ``stages[name]`` with ``current``, ``total``, ``started``, ``ended``. A stage is running
-        between its start and end; when the scan failed or was cancelled, a running stage takes
-        that status.
+        between its start and end; once the scan has ended, a stage still running takes the
+        scan's status, as ``finish`` does.
         """
         tracker = cls(scan_id, weights=weights, prior_rates=prior_rates, clock=clock)
         tracker.seq = int(state.get("seq", 0))
@@ -208,10 +208,11 @@ class ProgressTracker:
             st.started, st.ended = recorded.get("started"), recorded.get("ended")
             if st.ended is not None:
                 st.status = "completed"
+            elif st.started is not None and tracker.status in TERMINAL:  # as finish() leaves it
+                st.status = "completed" if tracker.status == "completed" else tracker.status
+                st.ended = tracker._ended
             elif st.started is not None:
-                st.status = tracker.status if tracker.status in ("failed", "cancelled") else "running"
-                if tracker.status in ("failed", "cancelled"):
-                    st.ended = tracker._ended
+                st.status = "running"
         tracker.set_cache(int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0)))
         tracker._overall = tracker._progress()
         return tracker
