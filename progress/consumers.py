@@ -20,9 +20,9 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 
-from progress.store import current_snapshot, group_name
+from progress.store import current_snapshot, group_name, wire
 from progress.tracker import TERMINAL
 from scanner.models import Scan
 
@@ -96,11 +96,6 @@ def _milestone(before: Snapshot, after: Snapshot) -> bool:
     )
 
 
-def outgoing(snap: Snapshot) -> Snapshot:
-    """The message for ``snap``: the snapshot plus ``type`` (``progress`` or ``terminal``)."""
-    return {**snap, "type": "terminal" if snap["status"] in TERMINAL else "progress"}
-
-
 async def owned_scan(user: Any, scan_id: UUID) -> Scan | None:
     """``user``'s scan ``scan_id``; None if it does not exist, is someone else's, or the user is anonymous."""
     if not user.is_authenticated:
@@ -113,7 +108,7 @@ async def read_snapshot(scan: Scan) -> Snapshot:
     return await sync_to_async(current_snapshot, thread_sensitive=False)(scan)
 
 
-class ScanProgressConsumer(AsyncJsonWebsocketConsumer):
+class ScanProgressConsumer(AsyncWebsocketConsumer):
     """Joins the scan's group and forwards its ``progress.snapshot`` messages through an ``Outbox``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,11 +131,11 @@ class ScanProgressConsumer(AsyncJsonWebsocketConsumer):
         self.group = group_name(scan.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self._send(self.outbox.offer(await read_snapshot(scan)))
+        await self._send(self.outbox.offer(wire(await read_snapshot(scan))))
 
     async def progress_snapshot(self, event: dict[str, Any]) -> None:
         """A pushed snapshot: sent now, as the pending update, or dropped as stale."""
-        await self._send(self.outbox.offer(event["snapshot"]))
+        await self._send(self.outbox.offer(event["message"]))
         if self.outbox.flush_at() is not None and self.flusher is None:
             self.flusher = asyncio.create_task(self._flush())
             self.flusher.add_done_callback(_log_failure)
@@ -164,7 +159,7 @@ class ScanProgressConsumer(AsyncJsonWebsocketConsumer):
     async def _send(self, snap: Snapshot | None) -> None:
         if snap is None:
             return
-        await self.send_json(outgoing(snap))
+        await self.send(text_data=snap["text"])
         if self.outbox.finished:
             await self.close(code=1000)
 

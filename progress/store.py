@@ -126,6 +126,21 @@ def finished(scan_id: Any, status: str, message: str) -> dict[str, Any] | None:
     return _update(scan_id, ops, force=True)
 
 
+def wire(snap: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as consumers handle it: the text clients get (the snapshot plus ``"type"``:
+    ``progress`` or ``terminal``), encoded once rather than once per client, and the few fields
+    coalescing looks at (``seq``, ``status``, ``current_stage``, each stage's ``status``)."""
+    kind = "terminal" if snap["status"] in TERMINAL else "progress"
+    return {
+        "seq": snap["seq"],
+        "status": snap["status"],
+        "current_stage": snap["current_stage"],
+        "stages": {name: {"status": st["status"]} for name, st in snap["stages"].items()},
+        "type": kind,
+        "text": json.dumps({**snap, "type": kind}, separators=(",", ":")),
+    }
+
+
 # --- Reading ---------------------------------------------------------------------------------
 
 
@@ -206,7 +221,7 @@ def _update(scan_id: Any, ops: list[tuple[str, str, str]], force: bool) -> dict[
         if snap["status"] == "running":
             _record_eta(client, scan_id, snap)
         if settings.TECHNIC_PROGRESS_PUSH:
-            push.group_send(group_name(scan_id), {"type": "progress.snapshot", "snapshot": snap})
+            push.group_send(group_name(scan_id), {"type": "progress.snapshot", "message": wire(snap)})
     return snap
 
 

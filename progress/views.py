@@ -12,7 +12,6 @@ already has the terminal event gets 204, which tells ``EventSource`` to stop rec
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import AsyncIterator
@@ -26,8 +25,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from progress.auth import arequest_user
-from progress.consumers import Outbox, Snapshot, outgoing, owned_scan, read_snapshot
-from progress.store import current_snapshot, group_name
+from progress.consumers import Outbox, Snapshot, owned_scan, read_snapshot
+from progress.store import current_snapshot, group_name, wire
 from progress.tracker import TERMINAL
 from scanner.models import Scan
 
@@ -117,7 +116,7 @@ async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
     try:
         await layer.group_add(group, channel)
         outbox = Outbox(after_seq=after_seq)
-        snap = outbox.offer(await read_snapshot(scan))
+        snap = outbox.offer(wire(await read_snapshot(scan)))
         yield f"retry: {RETRY_MILLISECONDS}\n\n"
         written_at = time.monotonic()
         while True:
@@ -130,7 +129,7 @@ async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
             deadline = min(written_at + KEEPALIVE_SECONDS, math.inf if flush_at is None else flush_at)
             done, _ = await asyncio.wait({receiving}, timeout=max(0.0, deadline - time.monotonic()))
             if done:
-                snap = outbox.offer(receiving.result()["snapshot"]) or outbox.take_due()
+                snap = outbox.offer(receiving.result()["message"]) or outbox.take_due()
                 receiving = asyncio.ensure_future(layer.receive(channel))
                 continue
             snap = outbox.take_due()
@@ -143,6 +142,5 @@ async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
         await layer.group_discard(group, channel)
 
 
-def _event(snap: Snapshot) -> str:
-    message = outgoing(snap)
-    return f"id: {snap['seq']}\nevent: {message['type']}\ndata: {json.dumps(message, separators=(',', ':'))}\n\n"
+def _event(message: Snapshot) -> str:
+    return f"id: {message['seq']}\nevent: {message['type']}\ndata: {message['text']}\n\n"

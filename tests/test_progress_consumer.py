@@ -58,7 +58,9 @@ async def receive_until(ws: Any, seq: int) -> list[dict[str, Any]]:
 
 
 async def handcrafted_push(scan_id: Any, snap: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(store.group_name(scan_id), {"type": "progress.snapshot", "snapshot": snap})
+    await get_channel_layer().group_send(
+        store.group_name(scan_id), {"type": "progress.snapshot", "message": store.wire(snap)}
+    )
 
 
 def test_a_token_in_the_query_string_connects_and_the_current_snapshot_comes_first(

@@ -21,7 +21,7 @@ def pushes(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> list[d
     sent: list[dict[str, Any]] = []
 
     def record(group: str, message: dict[str, Any]) -> bool:
-        sent.append(message["snapshot"])
+        sent.append(json.loads(message["message"]["text"]))
         return True
 
     monkeypatch.setattr(push, "group_send", record)

@@ -168,7 +168,9 @@ def token_header(token: str) -> list[tuple[bytes, bytes]]:
 
 
 async def handcrafted_push(scan_id: Any, snap: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(store.group_name(scan_id), {"type": "progress.snapshot", "snapshot": snap})
+    await get_channel_layer().group_send(
+        store.group_name(scan_id), {"type": "progress.snapshot", "message": store.wire(snap)}
+    )
 
 
 @pytest.mark.parametrize("route", ["sse", "stream"])
