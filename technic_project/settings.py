@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "scanner",
     "progress",
@@ -162,13 +164,33 @@ TECHNIC_PROGRESS_PUSH = env_bool("TECHNIC_PROGRESS_PUSH", True)
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
 
+# Throttle counters live here, shared by every web process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "technic_project.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("TECHNIC_THROTTLE_ANON", "60/min"),
+        "user": env_str("TECHNIC_THROTTLE_USER", "600/min"),
+        "scan_start": env_str("TECHNIC_THROTTLE_SCAN_START", "30/min"),
+    },
 }
+# A user may have this many scans pending or running at once; more answer 429.
+TECHNIC_MAX_ACTIVE_SCANS = env_int("TECHNIC_MAX_ACTIVE_SCANS", 3, minimum=1)
+# Request bodies above this many bytes answer 413.
+TECHNIC_MAX_BODY_BYTES = env_int("TECHNIC_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 
 LOGGING = {
     "version": 1,

@@ -14,4 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("", include("progress.urls")),
+    path("", include("scanner.api.urls")),
 ]
+
+handler404 = "technic_project.errors.not_found"
+handler500 = "technic_project.errors.server_error"

@@ -1,0 +1,107 @@
+"""The API's one error shape, for every failure a client can see:
+
+    {"error": {"code": "INVALID_SECTOR", "message": "...", "suggestions": ["..."], "details": {...}}}
+
+``ApiError`` is raised by views and serializers' callers; ``exception_handler`` (DRF's
+``EXCEPTION_HANDLER``) turns it, and DRF's own exceptions, into that shape; ``not_found`` and
+``server_error`` are Django's ``handler404``/``handler500`` so even paths outside DRF answer JSON.
+A server error never shows a stack trace: it is logged, and the client gets a reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(
+    code: str, message: str, suggestions: list[str] | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "suggestions": suggestions or [], "details": details or {}}}
+
+
+class ApiError(exceptions.APIException):
+    """A failure with the API's code, message, suggestions and details, and an HTTP status."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status_code: int = status.HTTP_400_BAD_REQUEST,
+        suggestions: list[str] | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status_code = code, message, status_code
+        self.suggestions, self.details, self.headers = suggestions or [], details or {}, headers or {}
+
+
+# DRF's own exceptions, by class: (code, suggestion).
+_DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
+    exceptions.NotAuthenticated: (
+        "NOT_AUTHENTICATED",
+        "Send 'Authorization: Token <token>' (POST /api/auth/token/ answers one) or log in",
+    ),
+    exceptions.AuthenticationFailed: ("AUTHENTICATION_FAILED", "Check the token; POST /api/auth/token/ answers one"),
+    exceptions.PermissionDenied: ("PERMISSION_DENIED", "This needs another account or a staff account"),
+    exceptions.NotFound: ("NOT_FOUND", "Check the path and the id"),
+    exceptions.MethodNotAllowed: ("METHOD_NOT_ALLOWED", "See /api/docs/ for the methods of each path"),
+    exceptions.NotAcceptable: ("NOT_ACCEPTABLE", "Accept application/json"),
+    exceptions.UnsupportedMediaType: ("UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json"),
+    exceptions.ParseError: ("MALFORMED_JSON", "Send a valid JSON object"),
+    exceptions.Throttled: ("THROTTLED", "Wait for the time in Retry-After, then try again"),
+    exceptions.ValidationError: ("VALIDATION_ERROR", "See details for each field"),
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler with the body in the API's error shape (headers such as Retry-After and
+    WWW-Authenticate are kept). Anything that is not an APIException is left to Django (500)."""
+    if isinstance(exc, ApiError):
+        body = error_body(exc.code, exc.message, exc.suggestions, exc.details)
+        return Response(body, status=exc.status_code, headers=exc.headers)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code, suggestion = next(
+        (value for cls, value in _DRF_CODES.items() if isinstance(exc, cls)),
+        (response.status_text.upper().replace(" ", "_"), ""),
+    )
+    details: dict[str, Any] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        details = {"fields": response.data} if isinstance(response.data, dict) else {"errors": response.data}
+        message = "The request is not valid."
+    else:
+        message = str(response.data.get("detail", "")) if isinstance(response.data, dict) else str(response.data)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details["retry_after_seconds"] = int(exc.wait + 0.999)
+    response.data = error_body(code, message, [suggestion] if suggestion else [], details)
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """``handler404``: unknown paths and malformed ids answer JSON too."""
+    body = error_body("NOT_FOUND", f"Nothing at {request.path}.", ["See /api/docs/ for the API's paths"])
+    return JsonResponse(body, status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """``handler500``: no stack trace, a reference to find the logged one."""
+    reference = uuid.uuid4().hex[:12]
+    logger.error("server error %s on %s %s", reference, request.method, request.path, exc_info=True)
+    body = error_body(
+        "SERVER_ERROR",
+        "The server failed to answer this request; nothing was changed by the failure itself.",
+        ["Try again; if it persists, give the operator this reference"],
+        {"reference": reference},
+    )
+    return JsonResponse(body, status=500)
