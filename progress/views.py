@@ -15,11 +15,10 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,65 +28,30 @@ from progress.consumers import Outbox, Snapshot, owned_scan, read_snapshot
 from progress.store import current_snapshot, group_name, wire
 from progress.tracker import TERMINAL
 from scanner.models import Scan
+from technic_project.errors import json_response, not_authenticated, scan_not_found
 
 RETRY_MILLISECONDS = 2000
 KEEPALIVE_SECONDS = 15.0
-
-AUTH_SUGGESTIONS = [
-    "Send 'Authorization: Token <token>' (POST /api/auth/token/ answers one)",
-    "Clients that cannot set headers add '?token=<token>' to WebSocket and SSE URLs",
-    "The web page logs in for a session",
-]
-
-
-def error_body(code: str, message: str, suggestions: list[str], details: dict[str, Any]) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "suggestions": suggestions, "details": details}}
-
-
-def scan_not_found(scan_id: UUID) -> JsonResponse:
-    body = error_body(
-        "SCAN_NOT_FOUND",
-        f"No scan {scan_id} among your scans.",
-        ["Check the scan_id that POST /scan/start answered", "GET /scan/history lists your scans"],
-        {"scan_id": str(scan_id)},
-    )
-    return JsonResponse(body, status=404)
 
 
 class ScanProgressView(APIView):
     """The scan's current snapshot; 404 ``SCAN_NOT_FOUND`` unless it is the caller's."""
 
-    def get(self, request: Request, scan_id: UUID) -> Response | JsonResponse:
+    def get(self, request: Request, scan_id: UUID) -> Response:
         scan = Scan.objects.filter(pk=scan_id, owner_id=request.user.pk).first()
         if scan is None:
-            return scan_not_found(scan_id)
+            raise scan_not_found(scan_id)
         return Response(current_snapshot(scan))
-
-    def handle_exception(self, exc: Exception) -> Response:
-        """DRF's answer (status, ``WWW-Authenticate``) with the body in the API's error shape."""
-        response = super().handle_exception(exc)
-        detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
-        if response.status_code == 401:
-            code, suggestions = "NOT_AUTHENTICATED", AUTH_SUGGESTIONS
-        else:
-            code, suggestions = response.status_text.upper().replace(" ", "_"), []
-        response.data = error_body(code, str(detail), suggestions, {})
-        return response
 
 
 async def scan_events(request: HttpRequest, scan_id: UUID) -> HttpResponse:
     """The scan's progress as Server-Sent Events; 401 and 404 (JSON) are answered before streaming."""
     user = await arequest_user(request)
     if not user.is_authenticated:
-        body = error_body(
-            "NOT_AUTHENTICATED", "Authentication credentials were missing or invalid.", AUTH_SUGGESTIONS, {}
-        )
-        response: HttpResponse = JsonResponse(body, status=401)
-        response["WWW-Authenticate"] = "Token"
-        return response
+        return json_response(not_authenticated())
     scan = await owned_scan(user, scan_id)
     if scan is None:
-        return scan_not_found(scan_id)
+        return json_response(scan_not_found(scan_id))
     after_seq = _last_event_id(request)
     snap = await read_snapshot(scan)
     if after_seq is not None and snap["status"] in TERMINAL and after_seq >= snap["seq"]:

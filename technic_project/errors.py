@@ -45,13 +45,48 @@ class ApiError(exceptions.APIException):
         self.suggestions, self.details, self.headers = suggestions or [], details or {}, headers or {}
 
 
+AUTH_SUGGESTIONS = [
+    "Send 'Authorization: Token <token>' (POST /api/auth/token/ answers one)",
+    "Clients that cannot set headers add '?token=<token>' to WebSocket and SSE URLs",
+    "The web page logs in for a session",
+]
+
+
+def scan_not_found(scan_id: Any) -> ApiError:
+    """The answer for a scan that does not exist or is not the caller's: the two look the same."""
+    return ApiError(
+        "SCAN_NOT_FOUND",
+        f"No scan {scan_id} among your scans.",
+        status.HTTP_404_NOT_FOUND,
+        ["Check the scan_id that POST /scan/start answered", "GET /scan/history lists your scans"],
+        {"scan_id": str(scan_id)},
+    )
+
+
+def not_authenticated(message: str = "Authentication credentials were missing or invalid.") -> ApiError:
+    return ApiError(
+        "NOT_AUTHENTICATED",
+        message,
+        status.HTTP_401_UNAUTHORIZED,
+        AUTH_SUGGESTIONS,
+        headers={"WWW-Authenticate": "Token"},
+    )
+
+
+def json_response(error: ApiError) -> JsonResponse:
+    """An ApiError as a plain Django response (views outside DRF)."""
+    response = JsonResponse(
+        error_body(error.code, error.message, error.suggestions, error.details), status=error.status_code
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
 # DRF's own exceptions, by class: (code, suggestion).
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
-    exceptions.NotAuthenticated: (
-        "NOT_AUTHENTICATED",
-        "Send 'Authorization: Token <token>' (POST /api/auth/token/ answers one) or log in",
-    ),
-    exceptions.AuthenticationFailed: ("AUTHENTICATION_FAILED", "Check the token; POST /api/auth/token/ answers one"),
+    exceptions.NotAuthenticated: ("NOT_AUTHENTICATED", AUTH_SUGGESTIONS[0]),
+    exceptions.AuthenticationFailed: ("NOT_AUTHENTICATED", "Check the token; POST /api/auth/token/ answers one"),
     exceptions.PermissionDenied: ("PERMISSION_DENIED", "This needs another account or a staff account"),
     exceptions.NotFound: ("NOT_FOUND", "Check the path and the id"),
     exceptions.MethodNotAllowed: ("METHOD_NOT_ALLOWED", "See /api/docs/ for the methods of each path"),
