@@ -189,6 +189,9 @@ REST_FRAMEWORK = {
 }
 # A user may have this many scans pending or running at once; more answer 429.
 TECHNIC_MAX_ACTIVE_SCANS = env_int("TECHNIC_MAX_ACTIVE_SCANS", 3, minimum=1)
+# POST /scan/start with async_mode false (and the legacy GET /scan) waits this long for the
+# workers before answering 202 with the scan's URLs instead of its results.
+TECHNIC_SYNC_SCAN_TIMEOUT = env_int("TECHNIC_SYNC_SCAN_TIMEOUT", 120, minimum=1)
 # Request bodies above this many bytes answer 413.
 TECHNIC_MAX_BODY_BYTES = env_int("TECHNIC_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 
