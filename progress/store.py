@@ -14,6 +14,9 @@ Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
   always, at once (and restart the interval).
 * ``:etas`` — the ETA ledger: what each pushed snapshot predicted, for ``eta_accuracy``.
 
+And ``<prefix>:progress:rates``: each stage's symbols per second as completed scans measured
+it, the tracker's prior for the next scans' ETAs (``learn_rates``, ``learned_rates``).
+
 Every key expires after ``TTL_SECONDS``; a finished scan's last snapshot is also kept on its
 database row (``Scan.progress``), so ``current_snapshot`` answers after Redis forgot it.
 The snapshot is the payload of PRODUCT.md, built by ``progress.tracker.ProgressTracker``, plus
@@ -36,6 +39,8 @@ from progress.tracker import STAGES, TERMINAL, ProgressTracker
 from technic_project.redis_client import main_redis
 
 TTL_SECONDS = 2 * 24 * 3600
+RATES_TTL_SECONDS = 30 * 24 * 3600
+RATES_REREAD_SECONDS = 30.0
 PUSH_INTERVAL_MS = 100
 ETA_SAMPLES_KEPT = 2000
 COUNTING_STAGES = {"data_fetching": "Fetching bars", "symbol_scanning": "Scanning"}
@@ -161,6 +166,42 @@ def current_snapshot(scan: Any) -> dict[str, Any]:
     return _build(scan.id, _state_from_row(scan))
 
 
+def learn_rates(total_symbols: int, stage_seconds: Mapping[str, float | None]) -> dict[str, float]:
+    """After a completed scan: each stage's symbols per second, averaged half and half with
+    what earlier scans measured. Returns the rates now learned."""
+    if total_symbols <= 0:
+        return learned_rates()
+    rates = learned_rates()
+    for stage, seconds in stage_seconds.items():
+        if seconds:
+            measured = total_symbols / seconds
+            rates[stage] = 0.5 * (rates[stage] + measured) if stage in rates else measured
+    key = f"{settings.TECHNIC_KEY_PREFIX}:progress:rates"
+    pipe = main_redis().pipeline()
+    pipe.hset(key, mapping={stage: f"{rate:.6g}" for stage, rate in rates.items()})
+    pipe.expire(key, RATES_TTL_SECONDS)
+    pipe.execute()
+    _priors_read.clear()
+    return rates
+
+
+def learned_rates() -> dict[str, float]:
+    raw = main_redis().hgetall(f"{settings.TECHNIC_KEY_PREFIX}:progress:rates")
+    return {_text(k): float(_text(v)) for k, v in raw.items() if _text(k) in STAGES}
+
+
+_priors_read: dict[str, tuple[float, dict[str, float]]] = {}
+
+
+def _priors() -> dict[str, float]:
+    """``learned_rates``, read again at most every ``RATES_REREAD_SECONDS`` by this process."""
+    cached = _priors_read.get("rates")
+    if cached is None or time.monotonic() - cached[0] > RATES_REREAD_SECONDS:
+        cached = (time.monotonic(), learned_rates())
+        _priors_read["rates"] = cached
+    return cached[1]
+
+
 def eta_accuracy(scan_id: Any, stage_ends: Mapping[str, float | None], scan_end: float) -> dict[str, Any]:
     """How far the pushed ETAs were from the real end of each stage and of the scan.
 
@@ -277,7 +318,9 @@ def _build(scan_id: Any, state: dict[str, Any]) -> dict[str, Any]:
             done = min(st["current"], st["total"])
             what = f"Scanning {st['last']}" if stage == "symbol_scanning" and st["last"] else COUNTING_STAGES[stage]
             state["message"] = f"{what} ({done}/{st['total']})"
-    snap = ProgressTracker.restore(str(scan_id), state, weights=settings.TECHNIC_STAGE_WEIGHTS).snapshot()
+    snap = ProgressTracker.restore(
+        str(scan_id), state, weights=settings.TECHNIC_STAGE_WEIGHTS, prior_rates=_priors()
+    ).snapshot()
     snap["updated_at"] = round(time.time(), 6)
     if snap["status"] in TERMINAL:
         snap["results_url"] = results_url(scan_id)

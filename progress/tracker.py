@@ -6,7 +6,8 @@ PRODUCT.md. Callers persist or display ``snapshot()``.
 ETAs are sensible from the first second: a stage's rate is a blend of a prior rate (units
 per second, configurable) and the observed rate, weighted by how much of the stage is done,
 so there is no ``None`` at t=0 and no jump to zero before the stage ends. Pending stages are
-estimated from their weights and the seconds per weight-point observed so far (or the prior).
+estimated from the scan's symbol count and their prior rates. Priors are symbols per second per
+stage: defaults here, or what recent scans measured (``progress.store.learned_rates``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "symbol_scanning": 0.70,
     "finalization": 0.05,
 }
-# Prior throughput (units per second) used before a stage has measured its own.
+# Prior throughput (symbols per second) before anything was measured: roughly what two worker
+# processes do on the demo market; completed scans replace these (progress.store.learn_rates).
 DEFAULT_PRIOR_RATES: dict[str, float] = {
-    "universe_loading": 5000.0,
-    "data_fetching": 1000.0,
-    "symbol_scanning": 1000.0,
-    "finalization": 5000.0,
+    "universe_loading": 20000.0,
+    "data_fetching": 2500.0,
+    "symbol_scanning": 5000.0,
+    "finalization": 50000.0,
 }
 TERMINAL = ("completed", "failed", "cancelled")
 PRIOR_WEIGHT = 0.1  # fraction of a stage after which the observed rate replaces the prior
@@ -234,16 +236,11 @@ class ProgressTracker:
         if self.status in TERMINAL:
             return 0.0
         eta = 0.0
-        done_weight = sum(st.weight for st in self._stages.values() if st.status == "completed")
-        done_seconds = sum(st.seconds(now) or 0.0 for st in self._stages.values() if st.status == "completed")
         for st in self._stages.values():
             if st.status == "running":
                 eta += st.eta(now)
             elif st.status == "pending":
-                if done_weight > 0 and done_seconds > 0:
-                    eta += st.weight * done_seconds / done_weight
-                else:
-                    eta += max(st.total, self._known_units()) / st.prior_rate
+                eta += max(st.total, self._known_units()) / st.prior_rate
         return eta
 
     def _known_units(self) -> int:

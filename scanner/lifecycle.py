@@ -183,6 +183,8 @@ def finish(scan_id: Any) -> Scan | None:
     ):
         done = f"{metrics['results']} results, {metrics['skipped']} skipped"
         _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done))
+        if scan.status == ScanStatus.COMPLETED:
+            store.learn_rates(scan.total_symbols, metrics["stage_seconds"])
     scan.refresh_from_db()
     return scan
 

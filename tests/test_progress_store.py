@@ -163,3 +163,19 @@ def test_a_scan_redis_knows_nothing_of_gets_its_kept_final_snapshot_or_one_from_
     final = {"scan_id": "x", "seq": 42, "status": "completed", "overall_progress": 100.0}
     done = Scan.objects.create(config={}, data_provider="demo", status="completed", progress=final)
     assert store.current_snapshot(done) == final
+
+
+def test_learned_rates_blend_completed_scans_and_become_the_etas_priors(
+    pushes: list[dict[str, Any]], redis_server: RedisServer
+) -> None:
+    redis_server.client().delete("technic:progress:rates")
+    store.learn_rates(1000, {"symbol_scanning": 2.0, "finalization": None})
+    rates = store.learn_rates(1000, {"symbol_scanning": 1.0})
+    assert rates == {"symbol_scanning": 750.0}
+    slow = {stage: 10.0 for stage in ("universe_loading", "data_fetching", "symbol_scanning", "finalization")}
+    store.learn_rates(1, {stage: 1 / rate for stage, rate in slow.items()})  # 1 symbol at 10/s: blended down
+    sid = new_id()
+    snap = store.stage_started(sid, "data_fetching", 1000)
+    assert snap is not None
+    # 1,000 symbols to fetch at the learned 10 symbols/s (the default prior says 1,000/s: 1 s)
+    assert snap["overall_eta"] > 90.0
