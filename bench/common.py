@@ -47,3 +47,32 @@ def report(name: str, figures: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures), flush=True)
+
+
+def django_with_own_redis(work: Path, demo_symbols: int) -> Any:
+    """Environment for a benchmark in ``work``: a redis-server of its own, a SQLite database
+    there, Django set up and migrated. Returns the started ``RedisServer`` (stop it at the end);
+    the worker and web processes get the same variables from ``os.environ``."""
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "technic_project.settings",
+            "DJANGO_SECRET_KEY": "bench",
+            "DJANGO_DEBUG": "false",
+            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+            "TECHNIC_DEMO_SYMBOLS": str(demo_symbols),
+            "DJANGO_LOG_LEVEL": "WARNING",
+        }
+    )
+    from tests.processes import RedisServer
+
+    redis_server = RedisServer(work)
+    redis_server.start()
+    os.environ["REDIS_URL"] = redis_server.url
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return redis_server

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import market_dir, report
+from bench.common import django_with_own_redis, market_dir, report
 
 REPEATS = 3
 SYNTHETIC = 5000
@@ -43,28 +43,9 @@ def _median_seconds(run: Callable[[], object], repeats: int = REPEATS) -> float:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="technic-bench-"))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "technic_project.settings",
-            "DJANGO_SECRET_KEY": "bench",
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-            "TECHNIC_DEMO_SYMBOLS": str(SYNTHETIC),
-            "DJANGO_LOG_LEVEL": "WARNING",
-        }
-    )
-    from tests.processes import RedisServer, Workers
+    redis_server = django_with_own_redis(work, SYNTHETIC)
+    from tests.processes import Workers
 
-    redis_server = RedisServer(work)
-    redis_server.start()
-    os.environ["REDIS_URL"] = redis_server.url
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
     workers = Workers(
         {
             "REDIS_URL": redis_server.url,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import market_dir, report
+from bench.common import django_with_own_redis, market_dir, report
 
 CLIENTS = 50
 BLOCKS = ("on", "off", "on", "off")
@@ -83,30 +83,12 @@ class Clients:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="technic-bench-"))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "technic_project.settings",
-            "DJANGO_SECRET_KEY": "bench",
-            "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-            "DJANGO_LOG_LEVEL": "WARNING",
-            "TECHNIC_DEMO_SYMBOLS": "5000",
-        }
-    )
-    from tests.processes import RedisServer, WebServer, Workers
-
-    redis_server = RedisServer(work)
-    redis_server.start()
-    os.environ["REDIS_URL"] = redis_server.url
-
-    import django
-
-    django.setup()
+    redis_server = django_with_own_redis(work, 5000)
     from django.contrib.auth.models import User
-    from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    call_command("migrate", verbosity=0)
+    from tests.processes import WebServer, Workers
+
     user = User.objects.create_user("bench")
     token = Token.objects.create(user=user).key
     env = {"REDIS_URL": redis_server.url, "DATABASE_URL": os.environ["DATABASE_URL"], "TECHNIC_DEMO_SYMBOLS": "5000"}

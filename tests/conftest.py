@@ -156,3 +156,19 @@ def web_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def owner() -> tuple[Any, str]:
+    """A user and their API token."""
+    from tests.accounts import user_with_token
+
+    return user_with_token("owner")
+
+
+@pytest.fixture
+def scan(owner: tuple[Any, str]) -> Any:
+    """A pending scan of ``owner``'s (nothing enqueued)."""
+    from scanner.models import Scan
+
+    return Scan.objects.create(owner=owner[0], config={}, data_provider="demo")

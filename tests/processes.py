@@ -113,14 +113,7 @@ class Workers:
         return max(peaks)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_group(self.process)
         self.process = None
 
 
@@ -161,15 +154,20 @@ class WebServer:
         raise RuntimeError(f"daphne not listening after {timeout} s; see {self.log}")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_group(self.process)
         self.process = None
+
+
+def stop_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the process group ``process`` leads, SIGKILL it if it lingers."""
+    if process is None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def database_url(settings_dict: dict[str, Any]) -> str:

@@ -4,44 +4,22 @@ middleware, routing) against a real redis-server; the store pushes through the r
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from progress import store
 from scanner.models import Scan
 from technic_project.asgi import application
+from tests.accounts import handcrafted_push, run, user_with_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
 TIMEOUT = 10  # seconds any expected message may take on a loaded machine
 ORIGIN = (b"origin", b"http://localhost")
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async_to_sync(scenario)()
-
-
-def user_with_token(username: str, **extra: Any) -> tuple[User, str]:
-    user = User.objects.create_user(username, password="pw", **extra)
-    return user, Token.objects.create(user=user).key
-
-
-@pytest.fixture
-def owner() -> tuple[User, str]:
-    return user_with_token("owner")
-
-
-@pytest.fixture
-def scan(owner: tuple[User, str]) -> Scan:
-    return Scan.objects.create(owner=owner[0], config={}, data_provider="demo")
 
 
 def socket(scan_id: Any, token: str | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
@@ -55,12 +33,6 @@ async def receive_until(ws: Any, seq: int) -> list[dict[str, Any]]:
     while messages[-1]["seq"] < seq:
         messages.append(await ws.receive_json_from(TIMEOUT))
     return messages
-
-
-async def handcrafted_push(scan_id: Any, snap: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(
-        store.group_name(scan_id), {"type": "progress.snapshot", "message": store.wire(snap)}
-    )
 
 
 def test_a_token_in_the_query_string_connects_and_the_current_snapshot_comes_first(

@@ -7,46 +7,24 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from progress import store, views
 from scanner.models import Scan
 from technic_project.asgi import application
+from tests.accounts import handcrafted_push, run, user_with_token
 from tests.processes import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
 TIMEOUT = 10  # seconds any expected output may take on a loaded machine
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    async_to_sync(scenario)()
-
-
-def user_with_token(username: str, **extra: Any) -> tuple[User, str]:
-    user = User.objects.create_user(username, password="pw", **extra)
-    return user, Token.objects.create(user=user).key
-
-
-@pytest.fixture
-def owner() -> tuple[User, str]:
-    return user_with_token("owner")
-
-
-@pytest.fixture
-def scan(owner: tuple[User, str]) -> Scan:
-    return Scan.objects.create(owner=owner[0], config={}, data_provider="demo")
 
 
 def session_cookie(user: User) -> str:
@@ -165,12 +143,6 @@ class EventStream:
 
 def token_header(token: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Token {token}".encode())]
-
-
-async def handcrafted_push(scan_id: Any, snap: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(
-        store.group_name(scan_id), {"type": "progress.snapshot", "message": store.wire(snap)}
-    )
 
 
 @pytest.mark.parametrize("route", ["sse", "stream"])
