@@ -19,12 +19,14 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from progress.auth import arequest_user
 from progress.consumers import Outbox, Snapshot, owned_scan, read_snapshot
+from progress.openapi import ProgressSnapshotSerializer
 from progress.store import current_snapshot, group_name, wire
 from progress.tracker import TERMINAL
 from scanner.models import Scan
@@ -37,6 +39,7 @@ KEEPALIVE_SECONDS = 15.0
 class ScanProgressView(APIView):
     """The scan's current snapshot; 404 ``SCAN_NOT_FOUND`` unless it is the caller's."""
 
+    @extend_schema(responses=ProgressSnapshotSerializer)
     def get(self, request: Request, scan_id: UUID) -> Response:
         scan = Scan.objects.filter(pk=scan_id, owner_id=request.user.pk).first()
         if scan is None:

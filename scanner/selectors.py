@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
+from django.db.models import QuerySet
+
+from progress.store import current_snapshot
+from scanner.engine import ENGINE_VERSION
 from scanner.engine.scan import Skip
 from scanner.lifecycle import config_of
-from scanner.models import Scan
+from scanner.models import TERMINAL_STATUSES, Scan
 from scanner.runner import ScanReport
+
+
+def ranked_rows(scan: Scan) -> list[dict[str, Any]]:
+    """The scan's result rows, best first (TechRating descending, then symbol)."""
+    return [r.row for r in scan.results.order_by("-tech_rating", "symbol")]
 
 
 def scan_report(scan: Scan) -> ScanReport:
     """The scan as the command line prints it: config, status, metrics, ranked rows, skips."""
-    rows = [r.row for r in scan.results.order_by("-tech_rating", "symbol")]
     skipped = [Skip(s.symbol, s.reason, s.detail) for s in scan.skips.order_by("symbol")]
     assert scan.as_of is not None, "a finished scan has an as_of date"
     return ScanReport(
@@ -19,8 +31,126 @@ def scan_report(scan: Scan) -> ScanReport:
         scan.data_provider,
         scan.synthetic,
         str(scan.status),
-        rows,
+        ranked_rows(scan),
         skipped,
         scan.metrics,
         scan_id=str(scan.id),
     )
+
+
+def user_scan(user: Any, scan_id: Any) -> Scan | None:
+    """The scan if it exists and belongs to ``user``; None otherwise (the two look the same)."""
+    return Scan.objects.filter(pk=scan_id, owner_id=user.pk).first()
+
+
+def active_scans(user: Any) -> list[dict[str, Any]]:
+    """The user's pending and running scans, newest first, with where their progress stands."""
+    scans = Scan.objects.filter(owner_id=user.pk).exclude(status__in=TERMINAL_STATUSES).order_by("-created_at")
+    active = []
+    for scan in scans.defer("universe"):
+        snap = current_snapshot(scan)
+        active.append(
+            {
+                "scan_id": scan.id,
+                "status": scan.status,
+                "current_stage": snap["current_stage"],
+                "overall_progress": snap["overall_progress"],
+                "created_at": scan.created_at,
+            }
+        )
+    return active
+
+
+def finished_scans(user: Any) -> QuerySet[Scan]:
+    """The user's completed, failed and cancelled scans, newest first."""
+    return (
+        Scan.objects.filter(owner_id=user.pk, status__in=TERMINAL_STATUSES)
+        .defer("universe", "progress")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def scan_summary(scan: Scan) -> dict[str, Any]:
+    """A finished scan in a list: status, config, dates, counts (None if it failed before
+    finalization) and error."""
+    return {
+        "scan_id": scan.id,
+        "status": scan.status,
+        "config": scan.config,
+        "as_of": scan.as_of,
+        "created_at": scan.created_at,
+        "finished_at": scan.finished_at,
+        "result_count": scan.metrics.get("results"),
+        "skipped_count": scan.metrics.get("skipped"),
+        "error": scan_error(scan),
+    }
+
+
+def scan_error(scan: Scan) -> dict[str, str] | None:
+    return {"code": scan.error_code, "message": scan.error_message} if scan.error_code else None
+
+
+def scan_results(scan: Scan) -> dict[str, Any]:
+    """``{"scan": {...}, "results": [rows ranked], "skipped": [...]}`` of a scan as it stands
+    (a cancelled or failed scan's results are partial)."""
+    rows = ranked_rows(scan)
+    return {
+        "scan": {
+            "id": scan.id,
+            "status": scan.status,
+            "config": scan.config,
+            "data_provider": scan.data_provider,
+            "synthetic": scan.synthetic,
+            "as_of": scan.as_of,
+            "created_at": scan.created_at,
+            "started_at": scan.started_at,
+            "finished_at": scan.finished_at,
+            "error": scan_error(scan),
+            "metrics": scan.metrics,
+            "stage_timings": scan.stage_timings(),
+            "manifest": scan_manifest(scan, rows),
+        },
+        "results": rows,
+        "skipped": list(scan.skips.order_by("symbol").values("symbol", "reason", "detail")),
+    }
+
+
+def scan_manifest(scan: Scan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What it takes to reproduce the scan: the config's hash (sha256 of its JSON with sorted
+    keys and no spaces), the engine version finalization recorded (the running engine's for a
+    scan that failed before), the data source, the as_of date and, per result symbol, the date
+    of the last bar its indicators used (the row's own ``as_of``)."""
+    canonical = json.dumps(scan.config, sort_keys=True, separators=(",", ":"))
+    return {
+        "config_hash": hashlib.sha256(canonical.encode()).hexdigest(),
+        "engine_version": scan.metrics.get("engine_version", ENGINE_VERSION),
+        "data_provider": scan.data_provider,
+        "data_source": {
+            "provider": scan.data_provider,
+            "data_path": scan.data_path or None,
+            "universe_path": scan.universe_path or None,
+        },
+        "as_of": scan.as_of,
+        "last_bar": {row["symbol"]: row["as_of"] for row in rows},
+    }
+
+
+def scan_diff(scan: Scan, other: Scan) -> dict[str, Any]:
+    """How the results changed from ``scan`` to ``other``: ``entered`` are symbols with a result
+    in ``other`` but not in ``scan``, ``left`` the reverse; ``rating_changes`` lists the symbols
+    in both whose TechRating differs (``change`` = ``after`` - ``before``, ``before`` from
+    ``scan``), largest absolute change first, then by symbol. Symbols sorted."""
+    before = dict(scan.results.values_list("symbol", "tech_rating"))
+    after = dict(other.results.values_list("symbol", "tech_rating"))
+    changes = [
+        {"symbol": s, "before": before[s], "after": after[s], "change": round(after[s] - before[s], 6)}
+        for s in before.keys() & after.keys()
+        if after[s] != before[s]
+    ]
+    return {
+        "scan_id": scan.id,
+        "other_id": other.id,
+        "entered": sorted(after.keys() - before.keys()),
+        "left": sorted(before.keys() - after.keys()),
+        "rating_changes": sorted(changes, key=lambda c: (-abs(c["change"]), c["symbol"])),
+    }

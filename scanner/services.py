@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,37 +23,72 @@ class ScanNotCancellable(Exception):
     """The scan already finished; its outcome stands."""
 
 
+class TooManyActiveScans(Exception):
+    """The owner already has as many pending or running scans as allowed."""
+
+    def __init__(self, scan_ids: list[Any]) -> None:
+        super().__init__(f"{len(scan_ids)} scans are already pending or running")
+        self.scan_ids = scan_ids
+
+
 def scan_create(
-    *, owner: Any, config: ScanConfig, source: DataSource | None = None, batch_size: int | None = None
+    *,
+    owner: Any,
+    config: ScanConfig,
+    source: DataSource | None = None,
+    batch_size: int | None = None,
+    max_active: int | None = None,
 ) -> Scan:
     """Validate ``config`` against the universe, record a pending scan and enqueue its workflow
     once the transaction commits.
 
     Raises ConfigError (unknown sector or symbol, as_of outside the data) or
-    DataProviderError before anything is recorded or enqueued.
+    DataProviderError, and TooManyActiveScans when ``owner`` already has ``max_active``
+    unfinished scans, before anything is recorded or enqueued.
     """
     source = source or DataSource.from_settings()
     provider = provider_for(source)
     instruments, _ = load_universe(provider, config)
     size = batch_size or settings.TECHNIC_BATCH_SIZE
-    scan = Scan.objects.create(
-        owner=owner,
-        config=config.as_dict(),
-        data_provider=source.provider,
-        data_path=source.data_path,
-        universe_path=source.universe_path,
-        synthetic=provider.synthetic,
-        total_symbols=len(instruments),
-        batch_size=size,
-        n_batches=max(1, math.ceil(len(instruments) / size)),
-        heartbeat_at=timezone.now(),
-    )
-    transaction.on_commit(lambda: scan_start(scan))
+    with transaction.atomic():
+        if max_active is not None:
+            # Locking the owner's row serialises their concurrent starts, so two cannot both
+            # pass the cap (SQLite's IMMEDIATE transactions serialise them already).
+            get_user_model().objects.select_for_update().only("pk").get(pk=owner.pk)
+            active = list(
+                Scan.objects.filter(owner=owner).exclude(status__in=TERMINAL_STATUSES).values_list("id", flat=True)
+            )
+            if len(active) >= max_active:
+                raise TooManyActiveScans(active)
+        scan = Scan.objects.create(
+            owner=owner,
+            config=config.as_dict(),
+            data_provider=source.provider,
+            data_path=source.data_path,
+            universe_path=source.universe_path,
+            synthetic=provider.synthetic,
+            total_symbols=len(instruments),
+            batch_size=size,
+            n_batches=max(1, math.ceil(len(instruments) / size)),
+            heartbeat_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: scan_start(scan))
     return scan
 
 
 def scan_start(scan: Scan) -> None:
     build_workflow(scan.id, scan.n_batches).apply_async()
+
+
+def scan_wait(scan: Scan, timeout: float, interval: float = 0.05) -> Scan:
+    """Poll the scan's status every ``interval`` seconds until it finishes or ``timeout``
+    passes; returns the scan re-read, finished or not."""
+    deadline = time.monotonic() + timeout
+    status = Scan.objects.filter(id=scan.id).values_list("status", flat=True)
+    while status.get() not in TERMINAL_STATUSES and time.monotonic() < deadline:
+        time.sleep(interval)
+    scan.refresh_from_db()
+    return scan
 
 
 def scan_cancel(scan: Scan) -> Scan:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "technic_project.settings")
-django_asgi_app = get_asgi_application()
+# Static files (the admin's, the API docs' Swagger UI) are served by this same process, from the
+# installed apps: a self-hosted deployment needs no separate file server.
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry loaded)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

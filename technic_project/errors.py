@@ -111,6 +111,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         (value for cls, value in _DRF_CODES.items() if isinstance(exc, cls)),
         (response.status_text.upper().replace(" ", "_"), ""),
     )
+    if isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+        # SessionAuthentication's CSRF check; DRF raises a plain PermissionDenied for it.
+        code, suggestion = "CSRF_FAILED", "Send the csrftoken cookie's value in the X-CSRFToken header"
     details: dict[str, Any] = {}
     if isinstance(exc, exceptions.ValidationError):
         details = {"fields": response.data} if isinstance(response.data, dict) else {"errors": response.data}

@@ -42,7 +42,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "technic_project.middleware.JsonErrorMiddleware",  # first: it sees every other one's answers
     "django.middleware.security.SecurityMiddleware",
+    "technic_project.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -176,7 +178,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "technic_project.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "technic_project.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -192,8 +194,33 @@ TECHNIC_MAX_ACTIVE_SCANS = env_int("TECHNIC_MAX_ACTIVE_SCANS", 3, minimum=1)
 # POST /scan/start with async_mode false (and the legacy GET /scan) waits this long for the
 # workers before answering 202 with the scan's URLs instead of its results.
 TECHNIC_SYNC_SCAN_TIMEOUT = env_int("TECHNIC_SYNC_SCAN_TIMEOUT", 120, minimum=1)
-# Request bodies above this many bytes answer 413.
+# Request bodies above this many bytes answer 413 (technic_project.middleware applies Django's
+# own limit, which also covers bodies sent without a Content-Length).
 TECHNIC_MAX_BODY_BYTES = env_int("TECHNIC_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = TECHNIC_MAX_BODY_BYTES
+CSRF_FAILURE_VIEW = "technic_project.api.csrf_failure"
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "technic API",
+    "DESCRIPTION": (
+        "A distributed stock technical scanner: start scans, follow their progress, read and compare "
+        "results.\n\nAuthenticate with `Authorization: Token <token>` (`POST /api/auth/token/` answers one) "
+        "or the web page's session (unsafe methods then need the `X-CSRFToken` header). Live progress is also "
+        "pushed over the WebSocket `/scan/ws/{scan_id}` (`?token=<token>`), with the ProgressSnapshot schema "
+        "plus `type`.\n\nEvery error answers JSON: "
+        '`{"error": {"code": "…", "message": "…", "suggestions": […], "details": {…}}}`.'
+    ),
+    "VERSION": "1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "progress.openapi.add_event_stream_paths",
+    ],
+}
 
 LOGGING = {
     "version": 1,
