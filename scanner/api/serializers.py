@@ -17,7 +17,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
-from scanner.engine.config import MAX_LOOKBACK_DAYS, ConfigError, ScanConfig
+from scanner.engine.config import RANGES, ConfigError, ScanConfig
 from scanner.engine.scan import INDICATOR_FIELDS
 from scanner.models import STAGES, ScanStatus, SkipReason
 from technic_project.errors import ApiError
@@ -27,6 +27,12 @@ PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 # Codes whose field name is plural; every other field's code is INVALID_<FIELD>.
 FIELD_CODES = {"symbols": "INVALID_SYMBOL", "sectors": "INVALID_SECTOR"}
 VALUE_REPR_CHARS = 200
+
+
+def _range(name: str) -> dict[str, Any]:
+    """The option's bounds, as ``ScanConfig`` checks them."""
+    low, high = RANGES[name]
+    return {"min_value": low, "max_value": high}
 
 
 # --- Strict fields ---------------------------------------------------------------------------
@@ -104,15 +110,15 @@ class ScanStartSerializer(serializers.Serializer):
     sectors = serializers.ListField(
         child=StrictCharField(max_length=100), required=False, max_length=100, help_text="GICS sector names."
     )
-    max_symbols = StrictIntegerField(required=False, min_value=1, max_value=20_000)
-    min_tech_rating = StrictFloatField(required=False, min_value=0, max_value=100)
-    lookback_days = StrictIntegerField(required=False, min_value=1, max_value=MAX_LOOKBACK_DAYS)
+    max_symbols = StrictIntegerField(required=False, **_range("max_symbols"))
+    min_tech_rating = StrictFloatField(required=False, **_range("min_tech_rating"))
+    lookback_days = StrictIntegerField(required=False, **_range("lookback_days"))
     as_of = serializers.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
-    account_size = StrictFloatField(required=False, min_value=1, max_value=1e12)
-    risk_pct = StrictFloatField(required=False, min_value=1e-6, max_value=0.2, help_text="0.01 = 1% per trade")
-    target_rr = StrictFloatField(required=False, min_value=0.1, max_value=20)
-    min_price = StrictFloatField(required=False, min_value=0, max_value=1e6)
-    min_dollar_volume = StrictFloatField(required=False, min_value=0, max_value=1e13)
+    account_size = StrictFloatField(required=False, **_range("account_size"))
+    risk_pct = StrictFloatField(required=False, help_text="0.01 = 1% per trade", **_range("risk_pct"))
+    target_rr = StrictFloatField(required=False, **_range("target_rr"))
+    min_price = StrictFloatField(required=False, **_range("min_price"))
+    min_dollar_volume = StrictFloatField(required=False, **_range("min_dollar_volume"))
     async_mode = StrictBooleanField(
         required=False, default=True, help_text="false: wait for the results (up to the server's limit)."
     )

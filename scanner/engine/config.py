@@ -8,6 +8,17 @@ from datetime import date
 from typing import Any
 
 MAX_LOOKBACK_DAYS = 5000
+# The allowed range of every numeric option, inclusive (the API's schema shows the same).
+RANGES: dict[str, tuple[float, float]] = {
+    "max_symbols": (1, 20_000),
+    "min_tech_rating": (0.0, 100.0),
+    "lookback_days": (1, MAX_LOOKBACK_DAYS),
+    "account_size": (1.0, 1e12),
+    "risk_pct": (1e-6, 0.2),
+    "target_rr": (0.1, 20.0),
+    "min_price": (0.0, 1e6),
+    "min_dollar_volume": (0.0, 1e13),
+}
 
 
 class ConfigError(ValueError):
@@ -44,16 +55,16 @@ class ScanConfig:
     def __post_init__(self) -> None:
         if self.universe != "default":
             raise ConfigError("universe", f"unknown universe {self.universe!r}", ["default"])
-        if self.max_symbols is not None and not 1 <= self.max_symbols <= 20_000:
-            raise ConfigError("max_symbols", f"max_symbols must be between 1 and 20000, got {self.max_symbols}")
-        _check_range("min_tech_rating", self.min_tech_rating, 0.0, 100.0)
-        if not 1 <= self.lookback_days <= MAX_LOOKBACK_DAYS:
-            raise ConfigError("lookback_days", f"lookback_days must be between 1 and {MAX_LOOKBACK_DAYS}")
-        _check_range("account_size", self.account_size, 1.0, 1e12)
-        _check_range("risk_pct", self.risk_pct, 1e-6, 0.2)
-        _check_range("target_rr", self.target_rr, 0.1, 20.0)
-        _check_range("min_price", self.min_price, 0.0, 1e6)
-        _check_range("min_dollar_volume", self.min_dollar_volume, 0.0, 1e13)
+        low, high = RANGES["max_symbols"]
+        if self.max_symbols is not None and not low <= self.max_symbols <= high:
+            raise ConfigError(
+                "max_symbols", f"max_symbols must be between {low:g} and {high:g}, got {self.max_symbols}"
+            )
+        low, high = RANGES["lookback_days"]
+        if not low <= self.lookback_days <= high:
+            raise ConfigError("lookback_days", f"lookback_days must be between {low:g} and {high:g}")
+        for name in ("min_tech_rating", "account_size", "risk_pct", "target_rr", "min_price", "min_dollar_volume"):
+            _check_range(name, getattr(self, name), *RANGES[name])
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
