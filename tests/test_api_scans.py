@@ -8,9 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,11 +28,12 @@ from scanner import services
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.config import ScanConfig
 from scanner.engine.scan import ROW_FIELDS
-from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
+from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.runner import run_scan
 from scanner.sources import DataSource, provider_for
 from tests.accounts import user_with_token
 from tests.processes import Workers
+from tests.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
@@ -674,19 +673,6 @@ def test_a_malformed_scan_id_answers_404_in_json(api: APIClient) -> None:
 
 
 # --- Integration: real workers ---------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def wait_finished(scan_id: str, timeout: float = 120) -> Scan:
-    wait_until(lambda: Scan.objects.get(id=scan_id).status in TERMINAL_STATUSES, timeout, f"scan {scan_id}")
-    return Scan.objects.get(id=scan_id)
 
 
 @pytest.mark.integration

@@ -19,6 +19,7 @@ from scanner import services
 from scanner.engine.config import ScanConfig
 from scanner.models import Scan
 from tests.processes import WebServer, Workers
+from tests.waits import wait_finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -95,10 +96,7 @@ def test_a_client_connecting_after_the_end_gets_the_terminal_snapshot_at_once(
     owner, token = owner_token
     scan = queued_scan(owner, monkeypatch)
     services.scan_start(scan)
-    deadline = time.monotonic() + 120
-    while Scan.objects.values_list("status", flat=True).get(id=scan.id) not in TERMINAL:
-        assert time.monotonic() < deadline, "scan did not finish"
-        time.sleep(0.1)
+    wait_finished(scan.id)
     messages, _ = asyncio.run(read_socket(f"ws://127.0.0.1:{web_server.port}/scan/ws/{scan.id}?token={token}"))
     assert [m["type"] for m in messages] == ["terminal"]
     assert messages[0]["status"] == "completed"

@@ -8,9 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,28 +18,16 @@ from scanner import services, tasks
 from scanner.engine.config import ScanConfig
 from scanner.engine.universe import select_universe
 from scanner.lifecycle import batch_instruments
-from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
+from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.runner import run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource, provider_for
 from tests.processes import REPO, RedisServer, Workers, database_url
+from tests.waits import wait_finished, wait_until
 from tests.worker_app import CRASH_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def wait_finished(scan_id: Any, timeout: float = 60) -> Scan:
-    wait_until(lambda: Scan.objects.get(id=scan_id).status in TERMINAL_STATUSES, timeout, f"scan {scan_id} to finish")
-    return Scan.objects.get(id=scan_id)
 
 
 def outcomes(scan: Scan) -> tuple[list[str], list[tuple[str, str]]]:
