@@ -1,0 +1,1 @@
+"""The scan endpoints of the REST API."""

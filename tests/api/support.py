@@ -1,0 +1,83 @@
+"""Helpers of the scan endpoint tests: clients, finished scans made through the ORM, the error
+envelope and the OpenAPI schema the views declare."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from typing import Any
+
+import jsonschema
+from django.contrib.auth.models import User
+from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.settings import patched_settings
+from rest_framework.test import APIClient
+
+from scanner.engine import ENGINE_VERSION
+from scanner.engine.config import ScanConfig
+from scanner.models import Scan, ScanResult, ScanSkip
+from scanner.sources import DataSource, provider_for
+
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+DEMO_AS_OF = date(2024, 12, 31)
+
+
+def client_for(user_and_token: tuple[User, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user_and_token[1]}")
+    return client
+
+
+def finished_scan(owner: User | None, rows: list[dict[str, Any]], status: str = "completed", **fields: Any) -> Scan:
+    scan = Scan.objects.create(
+        owner=owner,
+        config=ScanConfig().as_dict(),
+        data_provider="demo",
+        synthetic=True,
+        status=status,
+        as_of=DEMO_AS_OF,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        metrics={"engine_version": ENGINE_VERSION, "results": len(rows), "skipped": 1},
+        **fields,
+    )
+    ScanResult.objects.bulk_create(
+        ScanResult(scan=scan, symbol=r["symbol"], sector=r["sector"], tech_rating=r["tech_rating"], signal="", row=r)
+        for r in rows
+    )
+    ScanSkip.objects.create(scan=scan, symbol="ZZZZ", reason="no_data", detail="no bars")
+    return scan
+
+
+def pending_scan(owner: User | None, status: str = "pending") -> Scan:
+    return Scan.objects.create(owner=owner, config=ScanConfig().as_dict(), data_provider="demo", status=status)
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "suggestions", "details"} and error["message"]
+    return dict(error)
+
+
+@functools.cache
+def openapi() -> dict[str, Any]:
+    """The schema drf-spectacular generates from the views, as OpenAPI 3.1 (JSON Schema 2020-12)."""
+    with patched_settings({"OAS_VERSION": "3.1.0"}):
+        return dict(SchemaGenerator().get_schema(request=None, public=True))
+
+
+def assert_documented(response: Any, method: str, path: str) -> None:
+    """The response's status and media type are declared for the operation, and its body
+    matches the declared schema."""
+    declared = openapi()["paths"][path][method]["responses"]
+    assert str(response.status_code) in declared, f"{response.status_code} undeclared for {method} {path}"
+    media = response["Content-Type"].split(";")[0]
+    schema = declared[str(response.status_code)]["content"][media]["schema"]
+    body = response.content.decode() if media == "text/csv" else response.json()
+    jsonschema.Draft202012Validator({**schema, "components": openapi()["components"]}).validate(body)
+
+
+def demo_symbols(n: int) -> list[str]:
+    return [i.symbol for i in provider_for(DataSource.from_settings()).instruments()[:n]]
