@@ -71,6 +71,7 @@ def main() -> None:
 def _measure(redis_server: Any) -> dict[str, Any]:
     from django.conf import settings
 
+    from cache_admin import store as cache
     from progress.tracker import ProgressTracker
     from scanner.engine.config import ScanConfig
     from scanner.models import TERMINAL_STATUSES, Scan
@@ -90,7 +91,7 @@ def _measure(redis_server: Any) -> dict[str, Any]:
     def distributed(source: DataSource, batch_size: int, repeats: int = REPEATS, cold: bool = True) -> float:
         def once() -> None:
             if cold:
-                _clear_price_cache(redis_server)
+                cache.clear()
             scan = scan_create(owner=None, config=config, source=source, batch_size=batch_size)
             while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
                 time.sleep(0.02)
@@ -122,13 +123,6 @@ def _measure(redis_server: Any) -> dict[str, Any]:
         "distributed_5000_warm_cache_seconds": round(warm_5000, 3),
         "ratio_5000_warm_cache": round(warm_5000 / local_5000, 3),
     }
-
-
-def _clear_price_cache(redis_server: Any) -> None:
-    client = redis_server.client()
-    keys = list(client.scan_iter("technic:cache:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.unlink(*keys[start : start + 1000])
 
 
 if __name__ == "__main__":

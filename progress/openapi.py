@@ -36,6 +36,7 @@ class ProgressCacheSerializer(serializers.Serializer):
     hits = serializers.IntegerField()
     misses = serializers.IntegerField()
     hit_rate = serializers.FloatField(allow_null=True, help_text="percent; null before any lookup")
+    available = serializers.BooleanField(help_text="false once the price cache could not be reached (scan uncached)")
 
 
 class ProgressSnapshotSerializer(serializers.Serializer):

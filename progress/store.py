@@ -4,7 +4,7 @@ Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
 
 * ``:state`` — a hash of what the stage tasks reported: ``seq``, ``status``, ``started``,
   ``ended``, ``stage`` (index of the current stage), ``message``, ``cache_hits``,
-  ``cache_misses``, and per stage ``<stage>.started``, ``.ended``, ``.current``, ``.total``,
+  ``cache_misses``, ``cache_down``, and per stage ``<stage>.started``, ``.ended``, ``.current``, ``.total``,
   ``.last`` (last symbol). Every update is one Lua call that applies its changes, increments
   ``seq`` and returns the whole hash, so the snapshot built from it is consistent: counters only
   grow, stages only start and end, the current stage only moves forward, nothing changes once
@@ -105,15 +105,24 @@ def stage_started(scan_id: Any, stage: str, total: int, message: str = "") -> di
 
 
 def advanced(
-    scan_id: Any, stage: str, done: int, last_symbol: str = "", cache_hits: int = 0, cache_misses: int = 0
+    scan_id: Any,
+    stage: str,
+    done: int,
+    last_symbol: str = "",
+    cache_hits: int = 0,
+    cache_misses: int = 0,
+    cache_down: bool = False,
 ) -> dict[str, Any] | None:
-    """``done`` more units of ``stage`` finished (O(1): counters, no subtask is polled)."""
+    """``done`` more units of ``stage`` finished (O(1): counters, no subtask is polled).
+    ``cache_down``: the price cache could not be reached, the symbols went uncached."""
     ops: list[tuple[str, str, str]] = [("incr", f"{stage}.current", str(done))]
     if last_symbol:
         ops.append(("set", f"{stage}.last", last_symbol))
     if cache_hits or cache_misses:
         ops += [("incr", "cache_hits", str(cache_hits)), ("incr", "cache_misses", str(cache_misses))]
-    return _update(scan_id, ops, force=False)
+    if cache_down:
+        ops.append(("set", "cache_down", "1"))
+    return _update(scan_id, ops, force=cache_down)
 
 
 def stage_finished(scan_id: Any, stage: str, message: str = "") -> dict[str, Any] | None:
@@ -288,6 +297,7 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
         "message": flat.get("message", ""),
         "cache_hits": int(flat.get("cache_hits", 0)),
         "cache_misses": int(flat.get("cache_misses", 0)),
+        "cache_down": flat.get("cache_down") == "1",
         "stages": {},
     }
     for stage in STAGES:

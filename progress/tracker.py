@@ -129,7 +129,7 @@ class ProgressTracker:
         self.message = ""
         self.seq = 0
         self._overall = 0.0
-        self._cache: dict[str, Any] = {"hits": 0, "misses": 0, "hit_rate": None}
+        self._cache: dict[str, Any] = {"hits": 0, "misses": 0, "hit_rate": None, "available": True}
 
     def start_stage(self, stage: str, total: int, message: str = "") -> None:
         now = self._clock()
@@ -162,9 +162,11 @@ class ProgressTracker:
     def stage_status(self, stage: str) -> str:
         return self._stages[stage].status
 
-    def set_cache(self, hits: int, misses: int) -> None:
+    def set_cache(self, hits: int, misses: int, available: bool = True) -> None:
+        """The scan's price-cache lookups; ``available`` False once the cache could not be reached."""
         total = hits + misses
-        self._cache = {"hits": hits, "misses": misses, "hit_rate": round(100.0 * hits / total, 1) if total else None}
+        rate = round(100.0 * hits / total, 1) if total else None
+        self._cache = {"hits": hits, "misses": misses, "hit_rate": rate, "available": available}
 
     def finish(self, status: str, message: str = "") -> None:
         if status not in TERMINAL:
@@ -192,7 +194,7 @@ class ProgressTracker:
         """A tracker in the state another process recorded (times on ``clock``'s scale).
 
         ``state``: ``seq``, ``status``, ``started``, ``ended``, ``stage`` (index of the current
-        stage, -1 before the first), ``message``, ``cache_hits``, ``cache_misses`` and per stage
+        stage, -1 before the first), ``message``, ``cache_hits``, ``cache_misses``, ``cache_down`` and per stage
         ``stages[name]`` with ``current``, ``total``, ``started``, ``ended``. A stage is running
         between its start and end; once the scan has ended, a stage still running takes the
         scan's status, as ``finish`` does.
@@ -215,7 +217,9 @@ class ProgressTracker:
                 st.ended = tracker._ended
             elif st.started is not None:
                 st.status = "running"
-        tracker.set_cache(int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0)))
+        tracker.set_cache(
+            int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0)), not state.get("cache_down")
+        )
         tracker._overall = tracker._progress()
         return tracker
 

@@ -19,7 +19,6 @@ from django.db.models import Count
 from django.utils import timezone
 
 from progress import store
-from scanner import price_cache
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.config import ScanConfig
 from scanner.engine.scan import Skip
@@ -182,6 +181,8 @@ def finish(scan_id: Any) -> Scan | None:
         status=scan.status, finalization_ended_at=now, finished_at=now, heartbeat_at=now, metrics=metrics
     ):
         done = f"{metrics['results']} results, {metrics['skipped']} skipped"
+        if metrics["cache"]["available"] is False:
+            done += " (price cache unavailable: bars read uncached from the provider)"
         _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done))
         if scan.status == ScanStatus.COMPLETED:
             store.learn_rates(scan.total_symbols, metrics["stage_seconds"])
@@ -214,8 +215,7 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
     results = scan.results.count()
     timings = scan.stage_timings()
     elapsed = (scan.finished_at - scan.started_at).total_seconds() if scan.finished_at and scan.started_at else None
-    cache = price_cache.scan_stats(scan.id)
-    lookups = cache.get("hits", 0) + cache.get("misses", 0)
+    progress = store.snapshot(scan.id)
     return {
         "engine_version": ENGINE_VERSION,
         "data_provider": scan.data_provider,
@@ -229,11 +229,7 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
         "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,
         "batch_size": scan.batch_size,
         "batches": scan.n_batches,
-        "cache": {
-            "hits": cache.get("hits", 0),
-            "misses": cache.get("misses", 0),
-            "hit_rate": round(100.0 * cache.get("hits", 0) / lookups, 1) if lookups else None,
-        },
+        "cache": progress["cache"] if progress else {"hits": None, "misses": None, "hit_rate": None, "available": None},
         "eta_accuracy": store.eta_accuracy(
             scan.id,
             {stage: _epoch(getattr(scan, f"{stage}_ended_at")) for stage in STAGES},

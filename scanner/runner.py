@@ -62,10 +62,13 @@ def resolve_as_of(provider: MarketDataProvider, requested: date | None) -> date:
     return requested
 
 
-def load_universe(provider: MarketDataProvider, config: ScanConfig) -> tuple[list[Instrument], date]:
-    """universe_loading: the instruments to scan and the resolved as_of date."""
+def load_universe(
+    provider: MarketDataProvider, config: ScanConfig, instruments: Sequence[Instrument] | None = None
+) -> tuple[list[Instrument], date]:
+    """universe_loading: the instruments to scan (of ``instruments``, by default the
+    provider's) and the resolved as_of date."""
     as_of = resolve_as_of(provider, config.as_of)
-    return select_universe(provider.instruments(), config), as_of
+    return select_universe(provider.instruments() if instruments is None else instruments, config), as_of
 
 
 def fetch_bars(

@@ -6,14 +6,19 @@ provider; building it once per process means a parquet file is read once, not pe
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from django.conf import settings
 
+from cache_admin import store as cache
+from scanner.engine.types import Instrument
 from scanner.providers import MarketDataProvider, get_provider
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,17 @@ def provider_for(source: DataSource) -> MarketDataProvider:
     return _provider(source, settings.TECHNIC_DEMO_SYMBOLS)
 
 
-@cache
+def instruments_for(source: DataSource) -> list[Instrument]:
+    """The source's universe, read through the price cache (from the provider when the cache is down)."""
+    provider = provider_for(source)
+    try:
+        return cache.universe(source.cache_namespace(), provider.instruments)
+    except cache.CacheUnavailable as err:
+        logger.warning("universe of %s read uncached: %s", source.provider, err)
+        return list(provider.instruments())
+
+
+@functools.cache
 def _provider(source: DataSource, demo_symbols: int) -> MarketDataProvider:
     if source.provider == "demo":
         return get_provider("demo", n_symbols=demo_symbols)

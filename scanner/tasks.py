@@ -17,15 +17,17 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from cache_admin import store as cache
+from cache_admin.services import cache_fill
 from progress import store
-from scanner import lifecycle, price_cache, runtime
+from scanner import lifecycle, runtime
 from scanner.engine.config import ConfigError
 from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import SkipReason
 from scanner.providers import DataProviderError, DataSourceError
 from scanner.runner import FETCH_CHUNK
 from scanner.runner import load_universe as runner_load_universe
-from scanner.sources import provider_for
+from scanner.sources import instruments_for, provider_for
 from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ def load_universe(scan_id: str) -> None:
     if scan is None or scan.cancel_requested:
         return
     lifecycle.stage_started(scan_id, "universe_loading", message="Loading the universe")
-    instruments, as_of = runner_load_universe(provider_for(lifecycle.source_of(scan)), lifecycle.config_of(scan))
+    source = lifecycle.source_of(scan)
+    instruments, as_of = runner_load_universe(provider_for(source), lifecycle.config_of(scan), instruments_for(source))
     lifecycle.set_universe(scan_id, instruments, as_of)
     lifecycle.stage_finished(scan_id, "universe_loading", f"{len(instruments)} symbols as of {as_of.isoformat()}")
 
@@ -50,7 +53,8 @@ def load_universe(scan_id: str) -> None:
 def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     """data_fetching, one batch: put the bars its symbols lack into the price cache.
 
-    Idempotent: a second run finds the bars cached. Bars never go through the broker.
+    Idempotent: a second run finds the bars cached. Bars never go through the broker. When the
+    cache cannot be reached the batch stores nothing: scan_batch reads the bars from the provider.
     """
     scan = lifecycle.active(scan_id)
     if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
@@ -64,10 +68,12 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         if runtime.is_cancelled(scan_id):
             return {"index": index, "state": "cancelled"}
         chunk = symbols[start : start + FETCH_CHUNK]
-        missed = price_cache.missing(namespace, scan.as_of, lookback, chunk, scan_id)
-        price_cache.put_bars(namespace, scan.as_of, lookback, provider.bars(missed, scan.as_of, lookback))
-        hits = len(chunk) - len(missed)
-        store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=len(missed))
+        try:
+            hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
+        except cache.CacheUnavailable:
+            store.advanced(scan_id, "data_fetching", len(symbols) - start, cache_down=True)
+            break
+        store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=misses)
     lifecycle.heartbeat(scan_id)
     return {"index": index, "state": "done", "symbols": len(symbols)}
 
@@ -111,7 +117,11 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     config = lifecycle.config_of(scan)
-    bars, missed = price_cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
+    try:
+        bars, missed = cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
+    except cache.CacheUnavailable:
+        bars, missed = {}, symbols
+        store.advanced(scan_id, "symbol_scanning", 0, cache_down=True)
     if missed:
         bars.update(provider.bars(missed, scan.as_of, config.lookback_days))
     reported = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from cache_admin.ttl import TtlPolicy
 from progress.tracker import DEFAULT_WEIGHTS, validate_weights
 from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_str
 
@@ -129,10 +130,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 900, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 960, minimum=1)
+# The warmer (a beat task) keeps the default universe and this many most-scanned symbols cached.
+TECHNIC_CACHE_WARM_INTERVAL = env_int("TECHNIC_CACHE_WARM_INTERVAL", 600, minimum=10)
+TECHNIC_CACHE_WARM_TOP = env_int("TECHNIC_CACHE_WARM_TOP", 500, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     "scan-watchdog": {
         "task": "scanner.tasks.watchdog",
         "schedule": env_int("TECHNIC_WATCHDOG_INTERVAL", 60, minimum=1),
+    },
+    "cache-warmer": {
+        "task": "cache_admin.tasks.warm_cache",
+        "schedule": TECHNIC_CACHE_WARM_INTERVAL,
+        "options": {"expires": TECHNIC_CACHE_WARM_INTERVAL},  # a run no worker took in time is dropped
     },
 }
 
@@ -163,6 +172,13 @@ except ValueError as err:
     raise ImproperlyConfigured(f"TECHNIC_STAGE_WEIGHTS: {err}") from err
 # Push progress to WebSocket and SSE clients (off: they still get the snapshot on connect).
 TECHNIC_PROGRESS_PUSH = env_bool("TECHNIC_PROGRESS_PUSH", True)
+# Price cache TTLs in seconds (see cache_admin/ttl.py): bars of the session in progress, bars
+# ending on a finished trading day, a finished scan's results.
+TECHNIC_CACHE_TTL = TtlPolicy(
+    market_hours=env_int("TECHNIC_CACHE_TTL_MARKET_HOURS", 300, minimum=1),
+    finished_day=env_int("TECHNIC_CACHE_TTL_FINISHED_DAY", 7 * 86400, minimum=60),
+    results=env_int("TECHNIC_CACHE_TTL_RESULTS", 3600, minimum=1),
+)
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
 

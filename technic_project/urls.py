@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("cache_admin.urls")),
     path("", include("progress.urls")),
     path("", include("scanner.api.urls")),
 ]
