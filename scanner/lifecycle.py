@@ -25,6 +25,7 @@ from scanner.engine.scan import Skip
 from scanner.engine.types import Instrument
 from scanner.models import STAGES, TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
 from scanner.sources import DataSource
+from technic_project import metrics as recorded
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def stage_started(scan_id: Any, stage: str, total: int = 1, message: str = "") -
         **{f"{stage}_started_at": now}, current_stage=stage, heartbeat_at=now
     ):
         store.stage_started(scan_id, stage, total, message)
+        logger.info("scan %s: %s started (%d units)", scan_id, stage, total, extra={"scan_id": scan_id})
 
 
 def stage_finished(scan_id: Any, stage: str, message: str = "") -> None:
@@ -73,7 +75,9 @@ def stage_finished(scan_id: Any, stage: str, message: str = "") -> None:
     if Scan.objects.filter(id=scan_id, **{f"{stage}_ended_at__isnull": True}).update(
         **{f"{stage}_ended_at": now}, heartbeat_at=now
     ):
-        store.stage_finished(scan_id, stage, message)
+        snapshot = store.stage_finished(scan_id, stage, message)
+        seconds = snapshot["stages"][stage]["seconds"] if snapshot else None
+        logger.info("scan %s: %s finished in %s s", scan_id, stage, seconds, extra={"scan_id": scan_id})
 
 
 def heartbeat(scan_id: Any) -> None:
@@ -184,6 +188,10 @@ def finish(scan_id: Any) -> Scan | None:
         if metrics["cache"]["available"] is False:
             done += " (price cache unavailable: bars read uncached from the provider)"
         _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done))
+        recorded.scan_finished(str(scan.status), metrics)
+        logger.info(
+            "scan %s %s in %s s: %s", scan_id, scan.status, metrics["elapsed_seconds"], done, extra={"scan_id": scan_id}
+        )
         if scan.status == ScanStatus.COMPLETED:
             store.learn_rates(scan.total_symbols, metrics["stage_seconds"])
     scan.refresh_from_db()
@@ -206,6 +214,9 @@ def fail(scan_id: Any, code: str, message: str) -> bool:
     )
     if updated:
         _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.FAILED, f"{code}: {message}"[:500]))
+        scan = Scan.objects.get(id=scan_id)
+        elapsed = (now - scan.started_at).total_seconds() if scan.started_at else None
+        recorded.scan_finished(ScanStatus.FAILED, {"elapsed_seconds": elapsed}, error_code=code)
     return bool(updated)
 
 
@@ -224,6 +235,7 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
         "results": results,
         "skipped": sum(reasons.values()),
         "skipped_by_reason": {r: reasons[r] for r in SkipReason.values if r in reasons},
+        "scanned_symbols": scan.total_symbols - reasons.get(SkipReason.CANCELLED, 0),
         "stage_seconds": {stage: t["seconds"] for stage, t in timings.items()},
         "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
         "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -17,6 +18,9 @@ from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
 from scanner.runner import load_universe
 from scanner.sources import DataSource, provider_for
 from scanner.workflow import build_workflow
+from technic_project import metrics
+
+logger = logging.getLogger(__name__)
 
 
 class ScanNotCancellable(Exception):
@@ -78,6 +82,7 @@ def scan_create(
 
 def scan_start(scan: Scan) -> None:
     build_workflow(scan.id, scan.n_batches).apply_async()
+    metrics.scan_started()
 
 
 def scan_wait(scan: Scan, timeout: float, interval: float = 0.05) -> Scan:
@@ -104,4 +109,5 @@ def scan_cancel(scan: Scan) -> Scan:
             return scan
         raise ScanNotCancellable(f"scan {scan.id} already {scan.status}")
     runtime.request_cancel(scan.id)
+    logger.info("scan %s: cancel requested", scan.id, extra={"scan_id": scan.id})
     return scan

@@ -36,6 +36,11 @@ check_system() {
     || die "Python 3.11 or newer is needed; python3 is $(python3 --version 2>&1)"
 }
 
+# The web page's end-to-end tests drive Debian's chromium (Playwright's own browser download is not used).
+check_browser() {
+  command -v chromium >/dev/null || need_packages chromium
+}
+
 # Creates .venv and installs requirements.txt; reinstalls only when requirements.txt changes.
 ensure_venv() {
   local stamp="$VENV/.requirements.sha256" want

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from contextvars import Token
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_init
+from celery import Celery, Task
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "technic_project.settings")
 
@@ -16,6 +18,44 @@ logger = logging.getLogger(__name__)
 app = Celery("technic_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def use_django_logging(**_: Any) -> None:
+    """Workers log through the project's LOGGING (format, scan ids), not Celery's own setup."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+# Per task id a stack: a task replaced in eager mode (Task.replace keeps the id) runs nested.
+_scan_tokens: dict[str, list[Token[str | None]]] = {}
+
+
+@task_prerun.connect
+def enter_scan(task_id: str, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any) -> None:
+    """While a task that takes a ``scan_id`` runs, every log line carries that id."""
+    from technic_project.logs import current_scan
+
+    try:
+        scan_id = inspect.signature(task.run).bind_partial(*args, **kwargs).arguments.get("scan_id")
+    except TypeError:  # arguments that do not fit the signature: Celery reports that itself
+        return
+    if scan_id is not None:
+        _scan_tokens.setdefault(task_id, []).append(current_scan.set(str(scan_id)))
+
+
+@task_postrun.connect
+def leave_scan(task_id: str, **_: Any) -> None:
+    from technic_project.logs import current_scan
+
+    tokens = _scan_tokens.get(task_id)
+    if tokens:
+        current_scan.reset(tokens.pop())
+        if not tokens:
+            del _scan_tokens[task_id]
 
 
 @worker_init.connect

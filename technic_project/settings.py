@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "scanner",
     "progress",
     "cache_admin",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -98,6 +99,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # One Redis feeds broker, results, channels and progress; the price cache may live apart
@@ -238,10 +242,22 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Every line names its scan (scan_id) while a scan's task runs; TECHNIC_LOG_FORMAT=json writes
+# one JSON object per line (technic_project/logs.py). Celery workers use this configuration too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"scan_id": {"()": "technic_project.logs.ScanIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s [scan=%(scan_id)s] %(message)s"},
+        "json": {"()": "technic_project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env_choice("TECHNIC_LOG_FORMAT", "plain", ("plain", "json")),
+            "filters": ["scan_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO").upper()},
 }

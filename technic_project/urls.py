@@ -1,27 +1,25 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from technic_project import health
 from technic_project.api import TokenView
-
-
-def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: the web process answers. Needs no dependency."""
-    return JsonResponse({"status": "ok"})
-
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("health", health, name="health"),
+    path("health", health.health, name="health"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("health/detailed", health.detailed, name="health-detailed"),
+    path("metrics", health.prometheus, name="metrics"),
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("cache_admin.urls")),
     path("", include("progress.urls")),
     path("", include("scanner.api.urls")),
+    path("", include("web.urls")),
 ]
 
 handler404 = "technic_project.errors.not_found"

@@ -3,7 +3,6 @@ CSRF, the audit trail, and answers when the cache's Redis is down."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -21,7 +20,7 @@ from scanner.engine.types import Bars
 from scanner.models import Scan, ScanResult, ScanSkip
 from tests.accounts import user_with_token
 from tests.api.support import client_for
-from tests.processes import RedisServer
+from tests.processes import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -64,9 +63,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def dead_cache() -> Iterator[None]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with override_settings(CACHE_REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         yield
 

@@ -3,7 +3,6 @@ read-through, the lock, statistics, and behaviour when its Redis is down."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import date
 
@@ -15,7 +14,7 @@ from cache_admin import store
 from cache_admin.stats import cache_stats
 from progress import store as progress
 from scanner.engine.types import Bars, Instrument
-from tests.processes import RedisServer
+from tests.processes import RedisServer, free_port
 
 AS_OF = date(2018, 1, 31)
 
@@ -38,9 +37,7 @@ def cache(redis_server: RedisServer) -> Iterator[RedisServer]:
 @pytest.fixture
 def dead_cache() -> Iterator[str]:
     """CACHE_REDIS_URL pointing at a port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     with override_settings(CACHE_REDIS_URL=url):
         yield url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +19,7 @@ from scanner.services import scan_create
 from scanner.sources import DataSource
 from tests.accounts import user_with_token
 from tests.api.support import client_for
-from tests.processes import RedisServer, Workers
+from tests.processes import RedisServer, Workers, free_port
 from tests.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -45,7 +44,11 @@ def test_hits_and_misses_are_counted_per_scan_and_globally_across_two_worker_pro
     first = wait_finished(scan_create(owner=None, config=config, batch_size=25).id)
     with workers.log.open(errors="replace") as fh:
         fh.seek(log_start)
-        fetchers = set(re.findall(r"/(ForkPoolWorker-\d+)\] Task scanner\.tasks\.fetch_batch\[", fh.read()))
+        fetchers = set(
+            re.findall(
+                r"(ForkPoolWorker-\d+) celery\.app\.trace \[scan=[^\]]*\] Task scanner\.tasks\.fetch_batch\[", fh.read()
+            )
+        )
     assert len(fetchers) == 2, f"the 12 fetch batches ran in {fetchers}, not in both worker processes"
     second = wait_finished(scan_create(owner=None, config=config, batch_size=25).id)
     after = bars_counters()
@@ -69,9 +72,7 @@ def test_a_finished_scans_results_are_read_through_the_cache(workers: Workers, e
 @pytest.fixture
 def workers_without_cache(workers: Workers) -> Iterator[Workers]:
     """The worker processes restarted with CACHE_REDIS_URL pointing where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     workers.stop()
     down = Workers({**workers.env, "CACHE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, workers.log)
     down.start()
