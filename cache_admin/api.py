@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -15,7 +15,7 @@ from cache_admin.services import cache_clear, warm_running
 from cache_admin.stats import cache_stats
 from cache_admin.tasks import warm_cache
 from technic_project.errors import ApiError
-from technic_project.openapi import ErrorSerializer
+from technic_project.openapi import error_response
 
 
 class CacheKindSerializer(serializers.Serializer):
@@ -54,14 +54,10 @@ class CacheWarmQueuedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
-
-
 STAFF_ONLY = {
-    401: _error("NOT_AUTHENTICATED"),
-    403: _error("PERMISSION_DENIED: not a staff account; CSRF_FAILED for a session without the token"),
-    503: _error("CACHE_UNAVAILABLE: the cache's Redis cannot be reached"),
+    401: error_response("NOT_AUTHENTICATED"),
+    403: error_response("PERMISSION_DENIED: not a staff account; CSRF_FAILED for a session without the token"),
+    503: error_response("CACHE_UNAVAILABLE: the cache's Redis cannot be reached"),
 }
 
 
@@ -76,7 +72,7 @@ def cache_unavailable(err: Exception) -> ApiError:
 
 
 class CacheStatsView(APIView):
-    @extend_schema(responses={200: CacheStatsSerializer, 401: _error("NOT_AUTHENTICATED")})
+    @extend_schema(responses={200: CacheStatsSerializer, 401: error_response("NOT_AUTHENTICATED")})
     def get(self, request: Request) -> Response:
         """The price cache's statistics; ``status`` says ``unavailable`` when its Redis is down."""
         return Response(CacheStatsSerializer(cache_stats().as_dict()).data)
@@ -106,7 +102,7 @@ class CacheWarmView(APIView):
 
     @extend_schema(
         request=None,
-        responses={202: CacheWarmQueuedSerializer, 409: _error("CACHE_WARM_IN_PROGRESS"), **STAFF_ONLY},
+        responses={202: CacheWarmQueuedSerializer, 409: error_response("CACHE_WARM_IN_PROGRESS"), **STAFF_ONLY},
     )
     def post(self, request: Request) -> Response:
         """Queue a warm of the default universe and the most-scanned symbols (a worker runs it)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.http import HttpRequest, JsonResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from technic_project.errors import ApiError, json_response
-from technic_project.openapi import ErrorSerializer
+from technic_project.openapi import error_response
 
 
 class CredentialsSerializer(serializers.Serializer):
@@ -40,7 +40,7 @@ class TokenView(APIView):
         request=CredentialsSerializer,
         responses={
             200: TokenSerializer,
-            400: OpenApiResponse(ErrorSerializer, "INVALID_CREDENTIALS, VALIDATION_ERROR or MALFORMED_JSON"),
+            400: error_response("INVALID_CREDENTIALS, VALIDATION_ERROR or MALFORMED_JSON"),
         },
     )
     def post(self, request: Request) -> Response:

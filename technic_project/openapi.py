@@ -31,6 +31,11 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorInfoSerializer()
 
 
+def error_response(description: str) -> OpenApiResponse:
+    """An error answer in the schema: the error envelope, with the codes it may carry."""
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
 class AutoSchema(openapi.AutoSchema):
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
@@ -39,7 +44,7 @@ class AutoSchema(openapi.AutoSchema):
         responses = operation["responses"]
         for status, description in self._platform_errors(operation):
             if status not in responses:
-                error = OpenApiResponse(ErrorSerializer, description=description)
+                error = error_response(description)
                 responses[status] = self._get_response_for_code(error, status)
         return operation
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scanner.engine.types import Bars, Instrument
-from tests.processes import RedisServer, WebServer, Workers, database_url
+from tests.processes import RedisServer, WebServer, Workers, database_url, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -156,6 +156,16 @@ def web_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def dead_cache() -> Iterator[str]:
+    """CACHE_REDIS_URL pointing at a port nothing listens on (the price cache is down)."""
+    from django.test.utils import override_settings
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with override_settings(CACHE_REDIS_URL=url):
+        yield url
 
 
 @pytest.fixture

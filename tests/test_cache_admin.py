@@ -20,7 +20,7 @@ from scanner.engine.types import Bars
 from scanner.models import Scan, ScanResult, ScanSkip
 from tests.accounts import user_with_token
 from tests.api.support import client_for
-from tests.processes import RedisServer, free_port
+from tests.processes import RedisServer
 
 pytestmark = pytest.mark.django_db
 
@@ -59,13 +59,6 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     monkeypatch.setattr(cache_api.warm_cache, "delay", delay)
     monkeypatch.setattr("cache_admin.admin.warm_cache.delay", delay)
     return calls
-
-
-@pytest.fixture
-def dead_cache() -> Iterator[None]:
-    port = free_port()
-    with override_settings(CACHE_REDIS_URL=f"redis://127.0.0.1:{port}/0"):
-        yield
 
 
 def logged_in(username: str, csrf_checks: bool = False, **flags: Any) -> Client:
@@ -129,7 +122,7 @@ def test_warming_from_the_page_queues_one_warm(cached: RedisServer, queued: list
     assert client.get(PAGE + "warm/").status_code == 405
 
 
-def test_the_cache_page_says_unavailable_when_the_cache_is_down(dead_cache: None) -> None:
+def test_the_cache_page_says_unavailable_when_the_cache_is_down(dead_cache: str) -> None:
     page = logged_in("operator", is_staff=True).get(PAGE)
     assert page.status_code == 200
     assert 'data-status="unavailable"' in page.content.decode()
@@ -197,7 +190,7 @@ def test_warming_through_the_api_queues_a_task_unless_one_is_running(
 
 
 def test_when_the_cache_is_down_stats_say_so_and_clear_and_warm_answer_503(
-    redis_server: RedisServer, dead_cache: None, queued: list[tuple[Any, ...]]
+    redis_server: RedisServer, dead_cache: str, queued: list[tuple[Any, ...]]
 ) -> None:
     operator = client_for(user_with_token("operator", is_staff=True))
     stats = operator.get("/api/cache/stats")

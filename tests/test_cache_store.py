@@ -14,7 +14,7 @@ from cache_admin import store
 from cache_admin.stats import cache_stats
 from progress import store as progress
 from scanner.engine.types import Bars, Instrument
-from tests.processes import RedisServer, free_port
+from tests.processes import RedisServer
 
 AS_OF = date(2018, 1, 31)
 
@@ -32,15 +32,6 @@ def cache(redis_server: RedisServer) -> Iterator[RedisServer]:
     redis_server.client().delete("technic:cachestats", "technic:cachestats:popular:ns")
     yield redis_server
     store.clear()
-
-
-@pytest.fixture
-def dead_cache() -> Iterator[str]:
-    """CACHE_REDIS_URL pointing at a port nothing listens on."""
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    with override_settings(CACHE_REDIS_URL=url):
-        yield url
 
 
 def test_bars_are_stored_as_binary_arrays_and_read_back_exactly(cache: RedisServer) -> None:

@@ -73,13 +73,9 @@ def test_detailed_health_reports_each_component_and_a_worker_that_stopped(worker
     assert any(n.startswith("w1@") for n in names) and not any(n.startswith("w2@") for n in names)
     components = body["components"]
     assert {components[c]["status"] for c in ("database", "redis", "broker", "workers", "cache")} == {"up"}
-    assert components["data_provider"] == {
-        "name": "demo",
-        "status": "up",
-        "ms": components["data_provider"]["ms"],
-        "synthetic": True,
-        "circuit_breaker": "not_applicable",
-    } | {"name": components["data_provider"]["name"]}
+    provider = components["data_provider"]
+    assert (provider["name"], provider["status"], provider["synthetic"]) == ("demo", "up", True)
+    assert provider["circuit_breaker"] == "not_applicable"
     assert components["cache"]["badge"] in {"excellent", "good", "poor", "idle"}
 
 

@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +25,7 @@ from scanner.models import STAGES, Scan
 from scanner.providers import DataProviderError
 from scanner.selectors import finished_scans, scan_diff, scan_summary, user_scan
 from technic_project.errors import ApiError, scan_not_found
-from technic_project.openapi import ErrorSerializer
+from technic_project.openapi import error_response
 from web.selectors import form_choices, previous_scan, symbol_chart
 from web.serializers import ChartSerializer
 
@@ -98,9 +98,9 @@ class ScanChartView(APIView):
         responses={
             200: ChartSerializer,
             **NOT_AUTHENTICATED,
-            404: OpenApiResponse(ErrorSerializer, description="SCAN_NOT_FOUND, or SYMBOL_NOT_FOUND: no result row"),
+            404: error_response("SCAN_NOT_FOUND, or SYMBOL_NOT_FOUND: no result row"),
             **THROTTLED,
-            503: OpenApiResponse(ErrorSerializer, description="DATA_PROVIDER_ERROR: the bars cannot be read"),
+            503: error_response("DATA_PROVIDER_ERROR: the bars cannot be read"),
         }
     )
     def get(self, request: Request, scan_id: UUID, symbol: str) -> Response:

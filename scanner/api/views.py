@@ -55,25 +55,21 @@ from scanner.selectors import (
 from scanner.services import ScanNotCancellable, TooManyActiveScans, scan_cancel, scan_create, scan_wait
 from scanner.terminal import render_csv
 from technic_project.errors import ApiError, scan_not_found
-from technic_project.openapi import ErrorSerializer
+from technic_project.openapi import error_response
 
 ACTIVE_RETRY_AFTER_SECONDS = 5
 LEGACY_PARAMS = ("max_symbols", "sectors")
 
 
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
-
-
-NOT_AUTHENTICATED = {401: _error("NOT_AUTHENTICATED: no or an invalid token or session")}
-THROTTLED = {429: _error("THROTTLED (with Retry-After)")}
-NOT_FOUND = {404: _error("SCAN_NOT_FOUND: no such scan among the caller's")}
-CSRF = {403: _error("a session client sent no valid CSRF token")}
+NOT_AUTHENTICATED = {401: error_response("NOT_AUTHENTICATED: no or an invalid token or session")}
+THROTTLED = {429: error_response("THROTTLED (with Retry-After)")}
+NOT_FOUND = {404: error_response("SCAN_NOT_FOUND: no such scan among the caller's")}
+CSRF = {403: error_response("a session client sent no valid CSRF token")}
 STARTING = {
-    400: _error("INVALID_<FIELD>, INVALID_SECTOR, INVALID_SYMBOL, UNKNOWN_FIELD, INVALID_BODY, MALFORMED_JSON"),
+    400: error_response("INVALID_<FIELD>, INVALID_SECTOR, INVALID_SYMBOL, UNKNOWN_FIELD, INVALID_BODY, MALFORMED_JSON"),
     **NOT_AUTHENTICATED,
-    429: _error("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
-    503: _error("DATA_PROVIDER_ERROR: the market data cannot be read"),
+    429: error_response("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
+    503: error_response("DATA_PROVIDER_ERROR: the market data cannot be read"),
 }
 
 
@@ -135,8 +131,8 @@ class ScanStartView(APIView):
             200: OpenApiResponse(ScanResultsSerializer, description="async_mode false: the finished scan"),
             202: ScanStartedSerializer,
             **CSRF,
-            413: _error("the body is over the server's limit"),
-            415: _error("UNSUPPORTED_MEDIA_TYPE: the body is not JSON"),
+            413: error_response("the body is over the server's limit"),
+            415: error_response("UNSUPPORTED_MEDIA_TYPE: the body is not JSON"),
             **STARTING,
         },
     )
@@ -196,10 +192,10 @@ class ScanResultsView(APIView):
         responses={
             (200, "application/json"): ScanResultsSerializer,
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the ranked rows as CSV"),
-            400: _error("INVALID_FORMAT"),
+            400: error_response("INVALID_FORMAT"),
             **NOT_AUTHENTICATED,
             **NOT_FOUND,
-            409: _error("SCAN_NOT_FINISHED: pending or running (details.progress_url)"),
+            409: error_response("SCAN_NOT_FINISHED: pending or running (details.progress_url)"),
             **THROTTLED,
         },
     )
@@ -224,7 +220,7 @@ class ScanCancelView(APIView):
             **CSRF,
             **NOT_AUTHENTICATED,
             **NOT_FOUND,
-            409: _error("SCAN_FINISHED: completed or failed; its outcome stands"),
+            409: error_response("SCAN_FINISHED: completed or failed; its outcome stands"),
             **THROTTLED,
         },
     )
@@ -269,7 +265,7 @@ class ScanHistoryView(APIView):
         parameters=[HistoryQuerySerializer],
         responses={
             200: HistoryPageSerializer,
-            400: _error("INVALID_LIMIT, INVALID_OFFSET"),
+            400: error_response("INVALID_LIMIT, INVALID_OFFSET"),
             **NOT_AUTHENTICATED,
             **THROTTLED,
         },
@@ -288,7 +284,7 @@ class ScanDiffView(APIView):
             200: ScanDiffSerializer,
             **NOT_AUTHENTICATED,
             **NOT_FOUND,
-            409: _error("SCAN_NOT_FINISHED: one of the scans is pending or running"),
+            409: error_response("SCAN_NOT_FINISHED: one of the scans is pending or running"),
             **THROTTLED,
         },
     )
