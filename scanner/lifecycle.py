@@ -213,10 +213,12 @@ def fail(scan_id: Any, code: str, message: str) -> bool:
         .update(status=ScanStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=now)
     )
     if updated:
+        # The metrics count what was recorded before the failure; they are stored before the final
+        # snapshot is pushed, so a client that reads the results on that push finds them.
+        metrics = metrics_of(Scan.objects.get(id=scan_id))
+        Scan.objects.filter(id=scan_id).update(metrics=metrics)
         _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.FAILED, f"{code}: {message}"[:500]))
-        scan = Scan.objects.get(id=scan_id)
-        elapsed = (now - scan.started_at).total_seconds() if scan.started_at else None
-        recorded.scan_finished(ScanStatus.FAILED, {"elapsed_seconds": elapsed}, error_code=code)
+        recorded.scan_finished(ScanStatus.FAILED, metrics, error_code=code)
     return bool(updated)
 
 
@@ -235,7 +237,7 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
         "results": results,
         "skipped": sum(reasons.values()),
         "skipped_by_reason": {r: reasons[r] for r in SkipReason.values if r in reasons},
-        "scanned_symbols": scan.total_symbols - reasons.get(SkipReason.CANCELLED, 0),
+        "scanned_symbols": results + sum(reasons.values()) - reasons.get(SkipReason.CANCELLED, 0),
         "stage_seconds": {stage: t["seconds"] for stage, t in timings.items()},
         "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
         "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,

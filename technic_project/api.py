@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
+from django.views import csrf
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -12,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from technic_project.errors import ApiError, json_response
+from technic_project.errors import ApiError, is_page, json_response
 from technic_project.openapi import error_response
 
 
@@ -57,8 +58,11 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
-def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
-    """``CSRF_FAILURE_VIEW``: a session request to a Django view (the admin) without a valid CSRF token."""
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: a session request to a Django view (the admin) without a valid CSRF
+    token. Pages (the login form) answer the 403_csrf.html page instead."""
+    if is_page(request):
+        return csrf.csrf_failure(request, reason)
     return json_response(
         ApiError(
             "CSRF_FAILED",

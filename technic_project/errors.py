@@ -5,7 +5,9 @@
 ``ApiError`` is raised by views and serializers' callers; ``exception_handler`` (DRF's
 ``EXCEPTION_HANDLER``) turns it, and DRF's own exceptions, into that shape; ``not_found`` and
 ``server_error`` are Django's ``handler404``/``handler500`` so even paths outside DRF answer JSON.
-A server error never shows a stack trace: it is logged, and the client gets a reference.
+Pages people read in a browser (views marked ``html_errors``, see ``web.views.page``) get HTML
+error pages instead. A server error never shows a stack trace: it is logged, and the client gets
+a reference.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import logging
 import uuid
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -126,16 +129,26 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """``handler404``: unknown paths and malformed ids answer JSON too."""
+def is_page(request: HttpRequest) -> bool:
+    """Whether the request was routed to a page for people (a view marked ``html_errors``)."""
+    match = getattr(request, "resolver_match", None)
+    return match is not None and getattr(match.func, "html_errors", False)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: unknown paths and malformed ids answer JSON too; pages answer 404.html."""
+    if is_page(request):
+        return defaults.page_not_found(request, exception or Exception())
     body = error_body("NOT_FOUND", f"Nothing at {request.path}.", ["See /api/docs/ for the API's paths"])
     return JsonResponse(body, status=404)
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
-    """``handler500``: no stack trace, a reference to find the logged one."""
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: no stack trace, a reference to find the logged one (pages answer 500.html)."""
     reference = uuid.uuid4().hex[:12]
     logger.error("server error %s on %s %s", reference, request.method, request.path, exc_info=True)
+    if is_page(request):
+        return defaults.server_error(request)
     body = error_body(
         "SERVER_ERROR",
         "The server failed to answer this request; nothing was changed by the failure itself.",

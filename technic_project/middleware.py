@@ -3,7 +3,8 @@
 ``BodySizeLimitMiddleware`` refuses a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (settings set
 it to ``TECHNIC_MAX_BODY_BYTES``) with 413 before any view runs. ``JsonErrorMiddleware`` gives
 any error answer that is not JSON yet (Django's own 400 and 403 pages, a 405 from a Django view,
-an HTML error page of the docs view) the API's error body.
+an HTML error page of the docs view) the API's error body, except on the pages people read in a
+browser (views marked ``html_errors``, see ``web.views.page``), which keep their HTML error pages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework import status
 
-from technic_project.errors import ApiError, error_body, json_response
+from technic_project.errors import ApiError, error_body, is_page, json_response
 
 # Codes for Django's own error answers; the same names DRF's answers get in technic_project.errors.
 _CODES = {
@@ -61,14 +62,15 @@ class BodySizeLimitMiddleware(MiddlewareMixin):
 class JsonErrorMiddleware(MiddlewareMixin):
     """An error answer (4xx, 5xx) that is not JSON gets the API's error body, with its status,
     headers (``Allow``, ``Retry-After``, …) and cookies kept. Streaming answers are left alone, and
-    so are Django's technical error pages when ``DEBUG`` is on. Goes first in ``MIDDLEWARE`` so
-    that it sees the answers of every other middleware."""
+    so are the error pages of browser pages and Django's technical error pages when ``DEBUG`` is
+    on. Goes first in ``MIDDLEWARE`` so that it sees the answers of every other middleware."""
 
     def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if (
             response.status_code < 400
             or not isinstance(response, HttpResponse)  # streaming
             or settings.DEBUG
+            or is_page(request)
             or response.get("Content-Type", "").startswith("application/json")
         ):
             return response

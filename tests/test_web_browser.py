@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
 from progress.tracker import STAGES
 from tests.browser import launch, low_contrast, screenshot, unlabelled_controls
@@ -203,6 +203,77 @@ def test_a_long_scan_survives_a_reload_and_cancelling_it_keeps_partial_results(p
     assert 0 < result_count(page) < INTEGRATION_DEMO_SYMBOLS
     expect(page.locator("#cancel")).to_be_hidden()
     screenshot(page, "cancelled")
+
+
+def start_whole_market_scan(page: Page) -> str:
+    """Starts a scan of the whole demo market from the form; answers its id once it is moving."""
+    page.get_by_role("button", name="Start scan").click()
+    page.wait_for_url(SCAN_PAGE)
+    page.wait_for_function("parseFloat(document.querySelector('#overall-pct').textContent) >= 8", timeout=60_000)
+    return page.url.rstrip("/").rsplit("/", 1)[1]
+
+
+def test_a_dropped_connection_is_announced_and_progress_resumes_over_a_new_socket(page: Page) -> None:
+    sockets: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:  # each of the page's sockets, relayed to the server
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r"/scan/ws/"), through)
+    start_whole_market_scan(page)
+    assert len(sockets) == 1
+    sockets[0].close(code=1006, reason="network dropped")
+    expect(page.locator("#connection")).to_contain_text("Connection lost")
+    screenshot(page, "connection-lost")
+    expect(page.locator("#connection")).to_be_hidden(timeout=15_000)
+    assert len(sockets) == 2
+    after = overall(page)
+    page.wait_for_function(f"parseFloat(document.querySelector('#overall-pct').textContent) > {after}", timeout=30_000)
+    page.get_by_role("button", name="Cancel scan").click()
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=30_000)
+
+
+# A WebSocket that never opens, as behind a proxy that refuses the upgrade.
+REFUSED_WEBSOCKET = """window.WebSocket = class {
+  constructor() { setTimeout(() => this.onclose && this.onclose({ code: 1006 }), 10); }
+  close() {}
+};"""
+
+
+def test_the_page_follows_progress_over_sse_when_websockets_cannot_connect(page: Page) -> None:
+    streams: list[str] = []
+    page.on("request", lambda request: streams.append(request.url) if "/scan/sse/" in request.url else None)
+    page.add_init_script(REFUSED_WEBSOCKET)
+    page.reload()
+    page.get_by_label("Utilities").check()
+    page.get_by_label("Max symbols").fill("12")
+    page.get_by_role("button", name="Start scan").click()
+    page.wait_for_url(SCAN_PAGE)
+    expect(page.locator("#status")).to_have_text("completed", timeout=60_000)
+    expect(page.locator("#overall-pct")).to_have_text("100.0%")
+    expect(page.locator("#connection")).to_be_hidden()
+    expect(page.locator("#results-table tbody tr").first).to_be_visible()
+    assert streams and all(url.endswith(f"/scan/sse/{page.url.rstrip('/').rsplit('/', 1)[1]}") for url in streams)
+
+
+def test_a_failed_scan_says_what_happened_and_what_to_do_next(page: Page) -> None:
+    from scanner import lifecycle
+
+    scan_id = start_whole_market_scan(page)
+    # What the workflow's error callback does when the provider goes down mid-scan.
+    assert lifecycle.fail(scan_id, "DATA_PROVIDER_UNAVAILABLE", "the market data service did not answer")
+    expect(page.locator("#status")).to_have_text("failed", timeout=30_000)
+    outcome = page.locator("#outcome")
+    expect(outcome).to_contain_text("The scan failed.")
+    expect(outcome).to_contain_text("DATA_PROVIDER_UNAVAILABLE: the market data service did not answer")
+    expect(outcome).to_contain_text("What to do next:")
+    expect(page.locator("#partial-note")).to_contain_text(
+        f"Failed: partial results, {result_count(page)} of {INTEGRATION_DEMO_SYMBOLS} symbols"
+    )
+    expect(page.locator("#cancel")).to_be_hidden()
+    assert low_contrast(page, TEXT) == []
+    screenshot(page, "failed")
 
 
 def test_the_form_and_the_results_fit_a_narrow_screen(chromium: Browser, site: WebServer, analyst: User) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -94,7 +95,9 @@ def test_the_form_page_says_plainly_when_the_market_data_cannot_be_read(
         raise DataProviderError("bars file missing: /data/prices.parquet")
 
     monkeypatch.setattr("web.views.form_choices", broken)
-    page = browser.get("/").content.decode()
+    response = browser.get("/")
+    page = response.content.decode()
+    assert response.status_code == 503 and response["Content-Type"].startswith("text/html")
     assert "bars file missing" in page and "What to do next" in page and 'id="scan-form"' not in page
 
 
@@ -109,7 +112,21 @@ def test_a_scans_page_carries_its_urls_and_only_its_owner_sees_it(browser: Clien
     assert data["synthetic"] is True and data["chart_url"] == f"/scan/chart/{scan.id}/"
     stranger = Client()
     stranger.force_login(user_with_token("stranger")[0])
-    assert stranger.get(f"/scans/{scan.id}/").status_code == 404
+    for url in (f"/scans/{scan.id}/", f"/history/{scan.id}/diff/"):
+        refused = stranger.get(url)
+        assert refused.status_code == 404 and refused["Content-Type"].startswith("text/html")
+        assert (
+            "No such scan among yours." in refused.content.decode() and 'href="/history/"' in refused.content.decode()
+        )
+
+
+def test_pages_answer_html_errors_while_the_api_and_unknown_addresses_keep_json_ones(browser: Client) -> None:
+    api = browser.get(f"/scan/results/{uuid.uuid4()}")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "SCAN_NOT_FOUND"
+    unknown = browser.get("/no-such-page/")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "NOT_FOUND"
+    login_without_csrf = Client(enforce_csrf_checks=True).post("/accounts/login/", {"username": "x", "password": "y"})
+    assert login_without_csrf.status_code == 403 and login_without_csrf["Content-Type"].startswith("text/html")
 
 
 def test_history_lists_finished_scans_newest_first_and_diffs_against_the_previous_one(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from cache_admin import store as cache
 from scanner.engine.config import ScanConfig
 from scanner.lifecycle import config_of, source_of
 from scanner.models import Scan
@@ -36,12 +37,18 @@ def form_choices(source: DataSource | None = None) -> FormChoices:
 
 def symbol_chart(scan: Scan, symbol: str) -> ChartSeries | None:
     """The chart of ``symbol`` as ``scan`` saw it (the bars it used, up to its as_of), or None if
-    the scan has no result row for it. Raises DataProviderError if the bars cannot be read."""
+    the scan has no result row for it. The bars are read through the price cache. Raises
+    DataProviderError if the bars cannot be read."""
     result = scan.results.filter(symbol=symbol).first()
     if result is None or scan.as_of is None:
         return None
-    lookback = config_of(scan).lookback_days
-    bars = provider_for(source_of(scan)).bars([symbol], scan.as_of, lookback).get(symbol)
+    lookback, source = config_of(scan).lookback_days, source_of(scan)
+    try:
+        bars = cache.get_bars(source.cache_namespace(), scan.as_of, lookback, [symbol])[0].get(symbol)
+    except cache.CacheUnavailable:
+        bars = None
+    if bars is None:  # not cached (or the cache is down): ask the provider
+        bars = provider_for(source).bars([symbol], scan.as_of, lookback).get(symbol)
     if bars is None:
         return None
     return chart_series(symbol, bars, result.row)

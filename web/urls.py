@@ -14,9 +14,9 @@ urlpatterns = [
     path("history/<uuid:scan_id>/diff/", views.diff_page, name="web-diff"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+        views.page(auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True)),
         name="login",
     ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", views.page(auth_views.LogoutView.as_view()), name="logout"),
     path("scan/chart/<uuid:scan_id>/<str:symbol>", views.ScanChartView.as_view(), name="scan-chart"),
 ]

@@ -6,6 +6,7 @@ leave everything live to the plain JavaScript under ``web/static/web/``, which c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -38,15 +39,22 @@ STAGE_LABELS = {
 }
 
 
+def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Marks ``view`` as a page people read: its error answers (404, 403, 503) stay HTML pages
+    instead of becoming the API's JSON error body (see ``technic_project.middleware``)."""
+    view.html_errors = True  # type: ignore[attr-defined]
+    return view
+
+
+@page
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """The scan form (sectors from the universe) and the user's running scans. When the market
-    data cannot be read the page says so instead of the form (a 200: error statuses answer the
-    API's JSON error body, see ``technic_project.middleware``)."""
+    data cannot be read the page says so, with a 503, instead of the form."""
     try:
         choices = form_choices()
     except DataProviderError as err:
-        return render(request, "web/home.html", {"provider_error": str(err)})
+        return render(request, "web/home.html", {"provider_error": str(err)}, status=503)
     return render(request, "web/home.html", {"choices": choices})
 
 
@@ -57,6 +65,7 @@ def _owned_page(request: HttpRequest, scan_id: UUID) -> Scan:
     return scan
 
 
+@page
 @login_required
 def scan_page(request: HttpRequest, scan_id: UUID) -> HttpResponse:
     """One scan: live progress until it ends, then its results and charts."""
@@ -73,14 +82,16 @@ def scan_page(request: HttpRequest, scan_id: UUID) -> HttpResponse:
     return render(request, "web/scan.html", {"scan": scan, "page_data": page_data, "stages": stages})
 
 
+@page
 @login_required
 def history_page(request: HttpRequest) -> HttpResponse:
     """The user's finished scans, newest first, a page at a time."""
-    page = Paginator(finished_scans(request.user), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    scans = [{**scan_summary(s), "data_provider": s.data_provider, "synthetic": s.synthetic} for s in page]
-    return render(request, "web/history.html", {"page": page, "scans": scans})
+    listing = Paginator(finished_scans(request.user), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    scans = [{**scan_summary(s), "data_provider": s.data_provider, "synthetic": s.synthetic} for s in listing]
+    return render(request, "web/history.html", {"page": listing, "scans": scans})
 
 
+@page
 @login_required
 def diff_page(request: HttpRequest, scan_id: UUID) -> HttpResponse:
     """What changed from the user's previous finished scan to this one."""

@@ -126,7 +126,7 @@ function showSkipped(skipped) {
   if (skipped.length > SKIPPED_SHOWN) body.append(el('p', { class: 'note' }, `The first ${SKIPPED_SHOWN} are listed; the CSV holds results only.`));
 }
 
-// Loads and shows the results of the finished scan of `page` (the page's data).
+// Loads and shows the results of the finished scan of `page` (the page's data); answers them.
 export async function showResults(page) {
   const data = await call('GET', page.results_url);
   state.page = page;
@@ -141,4 +141,5 @@ export async function showResults(page) {
   draw();
   showSkipped(data.skipped);
   $('results').hidden = false;
+  return data;
 }

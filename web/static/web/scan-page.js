@@ -1,6 +1,6 @@
 // One scan's page: live progress over the WebSocket (SSE after repeated failures to connect),
 // resumed from the latest snapshot after a reload or a dropped connection; Cancel; then results.
-import { call, showError } from './api.js';
+import { call, el, showError } from './api.js';
 import { showResults } from './results.js';
 
 const page = JSON.parse(document.getElementById('page-data').textContent);
@@ -67,21 +67,26 @@ function render(snap) {
   }
 }
 
-function showOutcome(snap) {
+// The end of the scan: its results (partial unless completed) and, for a failed scan, what
+// happened and what to do next (the scan's own suggestions when it recorded some).
+async function showOutcome(snap) {
   const outcome = $('outcome');
-  if (snap.status === 'failed') {
-    outcome.replaceChildren();
-    const lead = document.createElement('p');
-    const strong = document.createElement('strong');
-    strong.textContent = 'The scan failed.';
-    lead.append(strong, ` ${snap.message || 'No reason was recorded.'}`);
-    const next = document.createElement('p');
-    next.textContent = 'What to do next: start the scan again from New scan. If it fails again, an operator '
-      + 'should look at /health/detailed and the worker logs; any results below are partial.';
-    outcome.append(lead, next);
-    outcome.hidden = false;
+  let data = null;
+  try {
+    data = await showResults(page);
+  } catch (error) {
+    showError(outcome, error, 'The results could not be loaded:');
   }
-  showResults(page).catch((error) => showError(outcome, error, 'The results could not be loaded:'));
+  if (snap.status !== 'failed') return;
+  const error = data && data.scan.error;
+  const suggestions = error && error.suggestions && error.suggestions.length ? error.suggestions
+    : ['start the scan again from New scan',
+      'if it fails again, an operator should look at /health/detailed and the worker logs'];
+  showError(outcome, {
+    message: error ? `${error.code}: ${error.message}` : (snap.message || 'No reason was recorded.'),
+    suggestions,
+  }, 'The scan failed.');
+  if (data) outcome.append(el('p', {}, 'Results recorded before the failure are shown below.'));
 }
 
 function connectSocket() {
