@@ -179,9 +179,13 @@ def test_the_watchdog_fails_a_scan_whose_chord_state_was_lost(workers: Workers, 
     scan = scan_create(owner=None, config=ScanConfig(), batch_size=20)
     wait_until(lambda: scanned(scan) > 0, 60, "scanning to start")
     client = redis_server.client()
-    for key in client.scan_iter("celery-taskset-meta-*"):
-        client.delete(key)
-    wait_until(lambda: scanned(scan) >= scan.total_symbols, 60, "every batch to run")
+
+    def lose_chord_state() -> bool:  # again at every poll, so no part of it can survive
+        for key in client.scan_iter("celery-taskset-meta-*"):
+            client.delete(key)
+        return scanned(scan) >= scan.total_symbols
+
+    wait_until(lose_chord_state, 60, "every batch to run while the chord's state is lost")
     time.sleep(4)  # the workers' stall limit is 3 s
     assert Scan.objects.get(id=scan.id).status == "running"
     assert tasks.watchdog.delay().get(timeout=30) >= 1
