@@ -18,13 +18,15 @@ from django.db import connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from alpha.services import scan_alpha_metrics
 from progress import store
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.config import ScanConfig
 from scanner.engine.scan import Skip
 from scanner.engine.types import Instrument
 from scanner.models import STAGES, TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
-from scanner.sources import DataSource
+from scanner.providers import DataProviderError
+from scanner.sources import DataSource, provider_calls
 from technic_project import metrics as recorded
 
 logger = logging.getLogger(__name__)
@@ -243,13 +245,23 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
         "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,
         "batch_size": scan.batch_size,
         "batches": scan.n_batches,
+        "alpha": scan_alpha_metrics(scan),
         "cache": progress["cache"] if progress else {"hits": None, "misses": None, "hit_rate": None, "available": None},
+        "data_provider_calls": _provider_calls(scan),
         "eta_accuracy": store.eta_accuracy(
             scan.id,
             {stage: _epoch(getattr(scan, f"{stage}_ended_at")) for stage in STAGES},
             scan.finished_at.timestamp() if scan.finished_at else time.time(),
         ),
     }
+
+
+def _provider_calls(scan: Scan) -> dict[str, Any]:
+    """The scan's remote requests and the circuit breaker, or why they cannot be read."""
+    try:
+        return provider_calls(source_of(scan), scan.id, scan.total_symbols)
+    except DataProviderError as err:  # e.g. a process without the provider's key
+        return {"error": str(err)}
 
 
 def _epoch(moment: datetime | None) -> float | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from progress.tracker import ProgressTracker
 from scanner.engine import ENGINE_VERSION
+from scanner.engine.alpha import TrainedAlpha, no_model_metrics
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.engine.scan import SKIP_REASONS, Skip, rank_rows, scan_batch
 from scanner.engine.types import Bars, Instrument
@@ -92,8 +93,12 @@ def run_scan(
     provider: MarketDataProvider,
     tracker: ProgressTracker,
     on_update: Callable[[ProgressTracker], None] | None = None,
+    alpha: TrainedAlpha | None = None,
 ) -> ScanReport:
     """Run every stage here; ``on_update`` is called after each tracker change.
+
+    ``alpha`` is the model the caller chose for this scan's data and as_of (its cut-off on or
+    before as_of); without one the alpha fields stay empty and the ranking is by TechRating.
 
     Raises ConfigError for bad configuration (unknown sector or symbol, as_of outside the
     data) and DataProviderError when the data cannot be read.
@@ -130,13 +135,15 @@ def run_scan(
         tracker.advance("symbol_scanning", done, f"Scanning {symbol} ({done}/{total})")
         notify()
 
-    batch = scan_batch(instruments, bars, config, as_of, provider.calendar(), on_progress=scanned)
+    batch = scan_batch(
+        instruments, bars, config, as_of, provider.calendar(), on_progress=scanned, alpha=alpha.fit if alpha else None
+    )
     tracker.complete_stage("symbol_scanning")
     notify()
 
     tracker.start_stage("finalization", 1, "Ranking results")
     notify()
-    rows = rank_rows(batch.rows)
+    rows = rank_rows(batch.rows, alpha.blend if alpha else None)
     skipped = sorted(batch.skipped, key=lambda s: s.symbol)
     tracker.complete_stage("finalization", f"{len(rows)} results, {len(skipped)} skipped")
     tracker.finish("completed")
@@ -151,5 +158,6 @@ def run_scan(
         "stage_seconds": {name: stage["seconds"] for name, stage in tracker.snapshot()["stages"].items()},
         "elapsed_seconds": round(seconds, 3),
         "symbols_per_second": round(total / seconds, 1) if seconds > 0 else None,
+        "alpha": alpha.metrics() if alpha else no_model_metrics(as_of),
     }
     return ScanReport(config, as_of, provider.name, provider.synthetic, "completed", rows, skipped, metrics)

@@ -11,19 +11,21 @@ from django.db.models import QuerySet
 from cache_admin import store as cache
 from progress.store import current_snapshot
 from scanner.engine import ENGINE_VERSION
-from scanner.engine.scan import Skip
+from scanner.engine.scan import Skip, rank_rows
 from scanner.lifecycle import config_of
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
 from scanner.runner import ScanReport
 
 
 def ranked_rows(scan: Scan) -> list[dict[str, Any]]:
-    """The scan's result rows, best first (TechRating descending, then symbol). Those of a
-    completed or cancelled scan, which can no longer change, are read through the price cache
-    (a failed scan's batches may still be writing)."""
+    """The scan's result rows, best first: by ``rank_rows`` with the alpha blend finalization
+    recorded in ``metrics["alpha"]["blend"]`` (TechRating descending, then symbol, while there
+    is none). Those of a completed or cancelled scan, which can no longer change, are read
+    through the price cache (a failed scan's batches may still be writing)."""
 
     def load() -> list[dict[str, Any]]:
-        return [r.row for r in scan.results.order_by("-tech_rating", "symbol")]
+        rows = [r.row for r in scan.results.order_by("-tech_rating", "symbol")]
+        return rank_rows(rows, (scan.metrics.get("alpha") or {}).get("blend"))
 
     if scan.status not in (ScanStatus.COMPLETED, ScanStatus.CANCELLED):
         return load()

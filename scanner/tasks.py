@@ -7,7 +7,9 @@ propagates so the workflow's error callback marks the scan failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,17 +19,20 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from alpha.services import scan_alpha
 from cache_admin import store as cache
 from cache_admin.services import cache_fill
 from progress import store
 from scanner import lifecycle, runtime
 from scanner.engine.config import ConfigError
+from scanner.engine.scan import Skip
 from scanner.engine.scan import scan_batch as engine_scan_batch
-from scanner.models import SkipReason
-from scanner.providers import DataProviderError, DataSourceError
+from scanner.models import Scan, SkipReason
+from scanner.providers import DataProviderError, DataSourceError, ProviderAuthError
+from scanner.providers.base import bars_and_failures
 from scanner.runner import FETCH_CHUNK
 from scanner.runner import load_universe as runner_load_universe
-from scanner.sources import instruments_for, provider_for
+from scanner.sources import DataSource, instruments_for, provider_for, provider_requests
 from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
@@ -44,7 +49,10 @@ def load_universe(scan_id: str) -> None:
         return
     lifecycle.stage_started(scan_id, "universe_loading", message="Loading the universe")
     source = lifecycle.source_of(scan)
-    instruments, as_of = runner_load_universe(provider_for(source), lifecycle.config_of(scan), instruments_for(source))
+    with _remote_calls(source, scan):  # a remote calendar or universe read counts too
+        instruments, as_of = runner_load_universe(
+            provider_for(source), lifecycle.config_of(scan), instruments_for(source)
+        )
     lifecycle.set_universe(scan_id, instruments, as_of)
     lifecycle.stage_finished(scan_id, "universe_loading", f"{len(instruments)} symbols as of {as_of.isoformat()}")
 
@@ -64,16 +72,18 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     provider, namespace = provider_for(source), source.cache_namespace()
     lookback = lifecycle.config_of(scan).lookback_days
     symbols = [i.symbol for i in lifecycle.batch_instruments(scan, index, n_batches)]
-    for start in range(0, len(symbols), FETCH_CHUNK):
-        if runtime.is_cancelled(scan_id):
-            return {"index": index, "state": "cancelled"}
-        chunk = symbols[start : start + FETCH_CHUNK]
-        try:
-            hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
-        except cache.CacheUnavailable:
-            store.advanced(scan_id, "data_fetching", len(symbols) - start, cache_down=True)
-            break
-        store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=misses)
+    # A symbol whose fetch failed stays uncached: scan_batch asks once more and records the error.
+    with _remote_calls(source, scan):
+        for start in range(0, len(symbols), FETCH_CHUNK):
+            if runtime.is_cancelled(scan_id):
+                return {"index": index, "state": "cancelled"}
+            chunk = symbols[start : start + FETCH_CHUNK]
+            try:
+                hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
+            except cache.CacheUnavailable:
+                store.advanced(scan_id, "data_fetching", len(symbols) - start, cache_down=True)
+                break
+            store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=misses)
     lifecycle.heartbeat(scan_id)
     return {"index": index, "state": "done", "symbols": len(symbols)}
 
@@ -117,13 +127,17 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     config = lifecycle.config_of(scan)
+    model = scan_alpha(scan)  # fixed for the whole scan by the first batch that asks
     try:
         bars, missed = cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
     except cache.CacheUnavailable:
         bars, missed = {}, symbols
         store.advanced(scan_id, "symbol_scanning", 0, cache_down=True)
+    failures: dict[str, str] = {}
     if missed:
-        bars.update(provider.bars(missed, scan.as_of, config.lookback_days))
+        with _remote_calls(source, scan):
+            fetched, failures = bars_and_failures(provider, missed, scan.as_of, config.lookback_days)
+        bars.update(fetched)
     reported = 0
 
     def progressed(done: int, symbol: str) -> None:
@@ -139,8 +153,9 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         provider.calendar(),
         on_progress=progressed,
         should_stop=lambda: runtime.is_cancelled(scan_id),
+        alpha=model.fit if model else None,
     )
-    lifecycle.record_outcomes(scan_id, out.rows, out.skipped)
+    lifecycle.record_outcomes(scan_id, out.rows, _with_fetch_errors(out.skipped, failures))
     if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
         store.advanced(scan_id, "symbol_scanning", len(instruments) - reported)
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
@@ -164,9 +179,39 @@ def finalize_scan(scan_id: str) -> str:
 @shared_task(name="scanner.tasks.fail_scan")
 def fail_scan(request: Any, exc: BaseException, traceback: Any, scan_id: str) -> None:
     """Error callback of the workflow: the scan fails with the error's code and message."""
+    _fail(scan_id, exc, getattr(request, "task", "?"))
+
+
+def _fail(scan_id: Any, exc: BaseException, where: str) -> None:
     code = _error_code(exc)
     if lifecycle.fail(scan_id, code, str(exc) or type(exc).__name__):
-        logger.error("scan %s failed in %s: %s: %s", scan_id, getattr(request, "task", "?"), code, exc)
+        logger.error("scan %s failed in %s: %s: %s", scan_id, where, code, exc)
+
+
+@contextlib.contextmanager
+def _remote_calls(source: DataSource, scan: Scan) -> Iterator[None]:
+    """Count the provider's requests under the scan (and stop at its budget). A provider error
+    fails the scan here, with its own code, before propagating: from a chord's header task the
+    workflow's error callback would only see a ChordError naming it."""
+    try:
+        with provider_requests(source, scan.id, scan.total_symbols):
+            yield
+    except DataProviderError as err:
+        _fail(scan.id, err, "the data provider")
+        raise
+
+
+def _with_fetch_errors(skipped: list[Skip], failures: dict[str, str]) -> list[Skip]:
+    """A ``no_data`` skip of a symbol whose fetch failed says why (the engine only knows the
+    bars are missing)."""
+    if not failures:
+        return skipped
+    return [
+        Skip(s.symbol, s.reason, f"fetching its bars failed: {failures[s.symbol]}")
+        if s.reason == SkipReason.NO_DATA and s.symbol in failures
+        else s
+        for s in skipped
+    ]
 
 
 def _error_code(exc: BaseException) -> str:
@@ -174,7 +219,9 @@ def _error_code(exc: BaseException) -> str:
         return "INVALID_CONFIG"
     if isinstance(exc, DataSourceError):
         return "DATA_SOURCE_ERROR"
-    if isinstance(exc, DataProviderError):
+    if isinstance(exc, ProviderAuthError):
+        return "DATA_PROVIDER_AUTH"
+    if isinstance(exc, DataProviderError):  # unreachable, breaker open, budget spent
         return "DATA_PROVIDER_UNAVAILABLE"
     return "WORKFLOW_ERROR"
 

@@ -4,10 +4,11 @@
 * ``/health/ready``: 200 when the database, Redis and the broker answer, else 503 naming the
   failing ones (a load balancer stops sending traffic; nothing restarts).
 * ``/health/detailed``: each component with its status and details: database, redis, broker,
-  Celery workers (a ping with a short timeout), the data provider, the price cache with its
-  badge. Overall ``unhealthy`` (503) when the database, Redis or the broker is down;
-  ``degraded`` when no worker answers, the cache is unavailable or the provider cannot be used;
-  otherwise ``healthy``.
+  Celery workers (a ping with a short timeout), the data provider (with a remote provider's
+  circuit breaker and request counts), the price cache with its badge. Overall ``unhealthy``
+  (503) when the database, Redis or the broker is down; ``degraded`` when no worker answers, the
+  cache is unavailable or the provider cannot be used (its circuit breaker is open); otherwise
+  ``healthy``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from cache_admin.stats import cache_stats
 from scanner.providers import DataProviderError, DataSourceError
-from scanner.sources import DataSource, provider_for
+from scanner.sources import DataSource, provider_calls, provider_for
 from technic_project import metrics
 from technic_project.celery import app
 from technic_project.errors import error_body
@@ -93,10 +94,15 @@ def _provider() -> dict[str, Any]:
 
     def check() -> dict[str, Any]:
         provider = provider_for(source)
-        # Local providers make no remote calls, so they have no circuit breaker to report.
-        return {"name": provider.name, "synthetic": provider.synthetic, "circuit_breaker": "not_applicable"}
+        # Local providers make no remote calls: their breaker is "not_applicable". A remote one's
+        # shared breaker, rate limit and request counts are read from Redis (no remote call).
+        return {"name": provider.name, "synthetic": provider.synthetic, **provider_calls(source)}
 
-    return {"name": source.provider, **_timed(check, (DataProviderError, DataSourceError))}
+    component = {"name": source.provider, **_timed(check, (DataProviderError, DataSourceError, redis.RedisError))}
+    breaker = component.get("circuit_breaker")
+    if isinstance(breaker, dict) and breaker["state"] == "open":
+        component.update(status="down", error="circuit breaker open: the provider failed repeatedly")
+    return component
 
 
 def detailed(request: HttpRequest) -> JsonResponse:

@@ -5,6 +5,7 @@ Malformed values raise ImproperlyConfigured at start-up instead of falling back 
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import dj_database_url
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "scanner",
     "progress",
     "cache_admin",
+    "alpha",
     "web",
 ]
 
@@ -183,8 +185,47 @@ TECHNIC_CACHE_TTL = TtlPolicy(
     finished_day=env_int("TECHNIC_CACHE_TTL_FINISHED_DAY", 7 * 86400, minimum=60),
     results=env_int("TECHNIC_CACHE_TTL_RESULTS", 3600, minimum=1),
 )
-POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
-POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io")
+
+
+def _env_float(name: str, default: float, minimum: float) -> float:
+    raw = env_str(name, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError as err:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from err
+    if not value >= minimum:  # also rejects nan
+        raise ImproperlyConfigured(f"{name}={raw} must be at least {minimum:g}")
+    return value
+
+
+# The polygon provider (docs/polygon.md): key, endpoint, timeouts (s), retries with backoff,
+# a rate limit shared by every worker (requests/s, 0 = none), the circuit breaker and each
+# scan's request budget (this many requests per symbol, plus 20).
+POLYGON_API_KEY = env_str("POLYGON_API_KEY", "").strip()
+POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io").strip()
+if TECHNIC_DATA_PROVIDER == "polygon" and not POLYGON_API_KEY:
+    raise ImproperlyConfigured("TECHNIC_DATA_PROVIDER=polygon needs POLYGON_API_KEY (your Polygon.io API key)")
+if not POLYGON_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"POLYGON_BASE_URL={POLYGON_BASE_URL!r} must be an http:// or https:// URL")
+POLYGON_CONNECT_TIMEOUT = _env_float("POLYGON_CONNECT_TIMEOUT", 3.0, minimum=0.01)
+POLYGON_READ_TIMEOUT = _env_float("POLYGON_READ_TIMEOUT", 10.0, minimum=0.01)
+POLYGON_MAX_RETRIES = env_int("POLYGON_MAX_RETRIES", 3, minimum=0)
+POLYGON_BACKOFF_BASE = _env_float("POLYGON_BACKOFF_BASE", 0.5, minimum=0.0)
+POLYGON_BACKOFF_MAX = _env_float("POLYGON_BACKOFF_MAX", 30.0, minimum=0.0)
+POLYGON_RETRY_AFTER_MAX = _env_float("POLYGON_RETRY_AFTER_MAX", 60.0, minimum=0.0)
+POLYGON_RATE_LIMIT = _env_float("POLYGON_RATE_LIMIT", 25.0, minimum=0.0)
+POLYGON_CONCURRENCY = env_int("POLYGON_CONCURRENCY", 4, minimum=1)
+POLYGON_BREAKER_THRESHOLD = env_int("POLYGON_BREAKER_THRESHOLD", 5, minimum=1)
+POLYGON_BREAKER_COOLDOWN = _env_float("POLYGON_BREAKER_COOLDOWN", 30.0, minimum=0.0)
+POLYGON_SCAN_BUDGET_PER_SYMBOL = _env_float("POLYGON_SCAN_BUDGET_PER_SYMBOL", 3.0, minimum=1.0)
+POLYGON_CALENDAR_TICKER = env_str("POLYGON_CALENDAR_TICKER", "SPY").strip().upper()
+POLYGON_FETCH_STRATEGY = env_choice("POLYGON_FETCH_STRATEGY", "auto", ("auto", "per_ticker", "grouped"))
+try:
+    POLYGON_HISTORY_START = (
+        date.fromisoformat(env_str("POLYGON_HISTORY_START", "")) if env_str("POLYGON_HISTORY_START", "") else None
+    )
+except ValueError as err:
+    raise ImproperlyConfigured(f"POLYGON_HISTORY_START: {err}; write it as YYYY-MM-DD") from err
 
 # Throttle counters live here, shared by every web process.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -314,7 +314,7 @@ def test_get_provider_rejects_an_unknown_name_listing_the_valid_ones() -> None:
 def test_get_provider_explains_what_a_provider_is_missing() -> None:
     with pytest.raises(DataProviderError, match="TECHNIC_DATA_PATH"):
         get_provider("csv")
-    with pytest.raises(DataProviderError, match="polygon provider is not available yet"):
+    with pytest.raises(DataProviderError, match="needs an API key: set POLYGON_API_KEY"):
         get_provider("polygon")
     with pytest.raises(DataProviderError, match=r"unknown option.*colour"):
         get_provider("demo", colour="red")

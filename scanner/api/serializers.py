@@ -20,6 +20,7 @@ from rest_framework import serializers
 from scanner.engine.config import RANGES, ConfigError, ScanConfig
 from scanner.engine.scan import INDICATOR_FIELDS
 from scanner.models import STAGES, ScanStatus, SkipReason
+from scanner.providers.base import ERROR_SUGGESTIONS
 from technic_project.errors import ApiError
 
 SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,14}")
@@ -250,8 +251,17 @@ class ScanCancelSerializer(serializers.Serializer):
 
 
 class ScanErrorSerializer(serializers.Serializer):
+    """A failed scan's error; ``suggestions`` (what to do next) for the codes that have some."""
+
     code = serializers.CharField()
     message = serializers.CharField()
+    suggestions = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def to_representation(self, instance: Any) -> Any:
+        suggestions = ERROR_SUGGESTIONS.get(instance["code"]) if isinstance(instance, Mapping) else None
+        if suggestions:
+            instance = {**instance, "suggestions": list(suggestions)}
+        return super().to_representation(instance)
 
 
 class StageTimingSerializer(serializers.Serializer):

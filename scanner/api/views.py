@@ -42,7 +42,8 @@ from scanner.api.serializers import (
 )
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.models import Scan
-from scanner.providers import DataProviderError
+from scanner.providers import DataProviderError, ProviderAuthError, ProviderUnavailable
+from scanner.providers.base import ERROR_SUGGESTIONS
 from scanner.selectors import (
     active_scans,
     finished_scans,
@@ -69,7 +70,10 @@ STARTING = {
     400: error_response("INVALID_<FIELD>, INVALID_SECTOR, INVALID_SYMBOL, UNKNOWN_FIELD, INVALID_BODY, MALFORMED_JSON"),
     **NOT_AUTHENTICATED,
     429: error_response("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
-    503: error_response("DATA_PROVIDER_ERROR: the market data cannot be read"),
+    503: error_response(
+        "DATA_PROVIDER_AUTH (the provider rejected its key), DATA_PROVIDER_UNAVAILABLE (it does not answer) or "
+        "DATA_PROVIDER_ERROR: the market data cannot be read"
+    ),
 }
 
 
@@ -109,9 +113,13 @@ def _start(request: Request, config: ScanConfig, async_mode: bool) -> Response:
             {"Retry-After": str(ACTIVE_RETRY_AFTER_SECONDS)},
         ) from err
     except DataProviderError as err:
-        raise ApiError(
-            "DATA_PROVIDER_ERROR", str(err), status.HTTP_503_SERVICE_UNAVAILABLE, ["Try again later"]
-        ) from err
+        code = "DATA_PROVIDER_ERROR"
+        if isinstance(err, ProviderAuthError):
+            code = "DATA_PROVIDER_AUTH"
+        elif isinstance(err, ProviderUnavailable):
+            code = "DATA_PROVIDER_UNAVAILABLE"
+        suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
+        raise ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions) from err
     body: dict[str, Any] = {"scan_id": scan.id, "status": scan.status, **scan_links(scan.id)}
     if not async_mode:
         scan = scan_wait(scan, settings.TECHNIC_SYNC_SCAN_TIMEOUT)

@@ -16,9 +16,10 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from scanner.engine.alpha import AlphaFit, features_at_last, ranking_score
 from scanner.engine.config import ScanConfig
 from scanner.engine.indicators import MIN_HISTORY, IndicatorSet, compute_indicators
-from scanner.engine.panel import build_panel
+from scanner.engine.panel import Panel, build_panel
 from scanner.engine.plan import trade_plan
 from scanner.engine.quality import validate_panel
 from scanner.engine.scoring import WEIGHTS, score
@@ -97,13 +98,21 @@ def scan_batch(
     calendar: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    alpha: AlphaFit | None = None,
 ) -> BatchOutput:
     """Scan ``instruments`` whose windowed bars (ending on or before ``as_of``) are in ``bars``.
 
     ``on_progress(done, last_symbol)`` is called after each chunk with the number of
     instruments accounted for so far. When ``should_stop()`` turns true, the instruments not
-    yet scanned are skipped as ``cancelled``. Deterministic; a row depends only on its own bars.
+    yet scanned are skipped as ``cancelled``. ``alpha`` (a model whose cut-off is on or before
+    ``as_of``) fills ``alpha_5d``/``alpha_10d``; without one they are empty and flagged
+    ``no_alpha_model``. Deterministic; a row depends only on its own bars (and the model).
+    Raises ValueError for a model whose cut-off is after ``as_of`` (it has seen later data).
     """
+    if alpha is not None and alpha.data_cutoff > as_of:
+        raise ValueError(
+            f"the alpha model with cut-off {alpha.data_cutoff.isoformat()} cannot score as_of {as_of.isoformat()}"
+        )
     out = BatchOutput()
     done = 0
     eligible: list[tuple[Instrument, Bars]] = []
@@ -124,7 +133,7 @@ def scan_batch(
                 Skip(i.symbol, "cancelled", "scan cancelled before this symbol") for i, _ in eligible[start:]
             )
             break
-        _scan_chunk(chunk, config, as_of, calendar, out)
+        _scan_chunk(chunk, config, as_of, calendar, out, alpha)
         done += len(chunk)
         if on_progress is not None:
             on_progress(done, chunk[-1][0].symbol)
@@ -137,12 +146,13 @@ def _scan_chunk(
     as_of: date,
     calendar: np.ndarray | None,
     out: BatchOutput,
+    alpha: AlphaFit | None = None,
 ) -> None:
     # The chunk's outcomes are merged only when the whole chunk succeeded, so retrying its
     # symbols one by one after a failure cannot record any of them twice.
     chunk_out = BatchOutput()
     try:
-        _scan_panel(chunk, config, as_of, calendar, chunk_out)
+        _scan_panel(chunk, config, as_of, calendar, chunk_out, alpha)
     except Exception:
         if len(chunk) == 1:
             inst = chunk[0][0]
@@ -151,7 +161,7 @@ def _scan_chunk(
             return
         logger.exception("scanning a chunk of %d symbols failed; retrying them one by one", len(chunk))
         for item in chunk:
-            _scan_chunk([item], config, as_of, calendar, out)
+            _scan_chunk([item], config, as_of, calendar, out, alpha)
         return
     out.rows.extend(chunk_out.rows)
     out.skipped.extend(chunk_out.skipped)
@@ -163,11 +173,13 @@ def _scan_panel(
     as_of: date,
     calendar: np.ndarray | None,
     out: BatchOutput,
+    alpha: AlphaFit | None,
 ) -> None:
     panel = build_panel([b for _, b in chunk])
     quality = validate_panel(panel, calendar)
     ind = compute_indicators(panel)
     scores = score(ind)
+    alphas = _alphas(alpha, panel, [inst.sector for inst, _ in chunk])
     last_dates = panel.dates[panel.rows, panel.lengths - 1]
     stale = np.busday_count(last_dates, np.datetime64(as_of, "D")) > STALE_BUSINESS_DAYS
     for i, (inst, _) in enumerate(chunk):
@@ -214,6 +226,7 @@ def _scan_panel(
                     last_dates[i],
                     flags,
                     config,
+                    alphas[i],
                 )
             )
 
@@ -228,6 +241,7 @@ def _row(
     last_date: np.datetime64,
     flags: list[str],
     config: ScanConfig,
+    alpha: Alphas,
 ) -> dict[str, Any]:
     values = {name: _number(getattr(ind, name)[i]) for name in INDICATOR_FIELDS}
     rsi, vol = values["rsi_14"], values["vol_20d"]
@@ -239,7 +253,8 @@ def _row(
         flags.append("high_volatility")
     plan = trade_plan(float(ind.close[i]), float(ind.atr_14[i]), config.account_size, config.risk_pct, config.target_rr)
     flags.extend(plan.flags)
-    flags.append("no_alpha_model")
+    if alpha.flag is not None:
+        flags.append(alpha.flag)
     return {
         "symbol": inst.symbol,
         "name": inst.name,
@@ -250,8 +265,8 @@ def _row(
         "signal": signal,
         **values,
         "subscores": {name: float(subscores[name][i]) for name in WEIGHTS},
-        "alpha_5d": None,
-        "alpha_10d": None,
+        "alpha_5d": alpha.alpha_5d,
+        "alpha_10d": alpha.alpha_10d,
         "entry": plan.entry,
         "stop": plan.stop,
         "target": plan.target,
@@ -266,6 +281,34 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def rank_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows ordered best first: TechRating descending, then symbol."""
-    return sorted(rows, key=lambda r: (-r["tech_rating"], r["symbol"]))
+@dataclass(frozen=True)
+class Alphas:
+    """One row's alpha fields and the flag explaining empty ones."""
+
+    alpha_5d: float | None
+    alpha_10d: float | None
+    flag: str | None
+
+
+def _alphas(alpha: AlphaFit | None, panel: Panel, sectors: Sequence[str]) -> list[Alphas]:
+    if alpha is None:
+        return [Alphas(None, None, "no_alpha_model")] * len(sectors)
+    predicted = alpha.predict(features_at_last(panel), sectors)
+    known = set(alpha.sectors)
+    out = []
+    for i, sector in enumerate(sectors):
+        values = {h: _number(predicted[h][i]) for h in (5, 10)}
+        flag = None
+        if values[5] is None or values[10] is None:
+            flag = "alpha_undefined" if sector in known else "alpha_unknown_sector"
+        out.append(Alphas(values[5], values[10], flag))
+    return out
+
+
+def rank_rows(
+    rows: Sequence[dict[str, Any]], blend: Mapping[str, Mapping[str, float]] | None = None
+) -> list[dict[str, Any]]:
+    """Rows ordered best first: by ranking score descending (the TechRating plus the alpha
+    blend of ``blend``, see ``scanner.engine.alpha.ranking_score``; without a blend the
+    TechRating alone), then TechRating descending, then symbol."""
+    return sorted(rows, key=lambda r: (-ranking_score(r, blend), -r["tech_rating"], r["symbol"]))

@@ -15,10 +15,15 @@ from scanner.providers.base import (
     DataProviderError,
     DataSourceError,
     MarketDataProvider,
+    ProviderAuthError,
+    ProviderUnavailable,
     UnknownProviderError,
 )
 from scanner.providers.demo import DEMO_DEFECTS, DemoProvider, InjectedDefect
 from scanner.providers.files import FileProvider
+from scanner.providers.polygon import PolygonConfig, PolygonProvider
+from scanner.providers.resilience import Resilience, RetryPolicy
+from scanner.providers.state_stores import LocalStateStore
 
 PROVIDER_NAMES: tuple[str, ...] = ("demo", "parquet", "csv", "polygon")
 
@@ -31,6 +36,10 @@ __all__ = [
     "FileProvider",
     "InjectedDefect",
     "MarketDataProvider",
+    "PolygonConfig",
+    "PolygonProvider",
+    "ProviderAuthError",
+    "ProviderUnavailable",
     "UnknownProviderError",
     "get_provider",
 ]
@@ -45,8 +54,11 @@ def get_provider(
     """The provider called ``name`` (case and surrounding spaces ignored).
 
     ``demo`` takes ``n_symbols`` and ``seed`` options and ignores the paths; ``parquet`` and
-    ``csv`` need ``data_path`` and take no options. Construction reads nothing: file
-    problems surface as :class:`DataSourceError` on first use.
+    ``csv`` need ``data_path`` and take no options; ``polygon`` takes ``config``
+    (:class:`PolygonConfig`, or just ``api_key`` and ``base_url``) and ``resilience`` (shared
+    breaker, rate limit and counts; in-process ones by default), and reads its universe from
+    ``universe_path`` when given. Construction reads nothing: file problems surface as
+    :class:`DataSourceError`, remote ones as :class:`ProviderUnavailable` on first use.
 
     Raises :class:`UnknownProviderError` for a name not in :data:`PROVIDER_NAMES`, and
     :class:`DataProviderError` for a known provider that cannot be built as configured.
@@ -66,5 +78,20 @@ def get_provider(
             )
         return FileProvider("parquet" if key == "parquet" else "csv", data_path, universe_path)
     if key == "polygon":
-        raise DataProviderError("polygon provider is not available yet")
+        return _polygon(universe_path, **options)
     raise UnknownProviderError(f"unknown data provider {name!r}; choose one of: {', '.join(PROVIDER_NAMES)}")
+
+
+def _polygon(universe_path: str | Path | None, **options: Any) -> PolygonProvider:
+    unknown = sorted(set(options) - {"config", "resilience", "api_key", "base_url"})
+    if unknown:
+        raise DataProviderError(f"unknown option(s) for the polygon provider: {', '.join(unknown)}")
+    config = options.get("config")
+    if config is None:
+        config = PolygonConfig(
+            options.get("api_key") or "", **({"base_url": options["base_url"]} if options.get("base_url") else {})
+        )
+    resilience = options.get("resilience") or Resilience.build(
+        LocalStateStore(), "Polygon", RetryPolicy(), rate=25.0, threshold=5, cooldown=30.0, probe_ttl=15.0
+    )
+    return PolygonProvider(config, resilience, universe_path)

@@ -29,11 +29,35 @@ class UnknownProviderError(DataProviderError):
     """The configured provider name is not one this version knows."""
 
 
+class ProviderUnavailable(DataProviderError):
+    """A remote provider did not answer usefully: down, timing out, or refusing more requests."""
+
+
+class ProviderAuthError(DataProviderError):
+    """A remote provider rejected the API key (HTTP 401/403). Never retried: it cannot heal."""
+
+
+# What a user can do about a scan that failed with each provider error code (the API shows
+# them with the scan's error); the codes are those scanner.tasks records.
+ERROR_SUGGESTIONS: dict[str, tuple[str, ...]] = {
+    "DATA_PROVIDER_UNAVAILABLE": (
+        "Start the scan again in a minute: after the cool-down one probe request tests the provider again",
+        "See GET /health/detailed: data_provider shows the circuit breaker's state and failures",
+        "Check the provider's status page (Polygon: https://status.polygon.io) and the workers' network access",
+    ),
+    "DATA_PROVIDER_AUTH": (
+        "Check POLYGON_API_KEY on every web and worker process (the key in your Polygon dashboard)",
+        "Check that your Polygon plan includes daily aggregates for the dates you scan",
+    ),
+    "DATA_SOURCE_ERROR": ("Check TECHNIC_DATA_PATH and TECHNIC_UNIVERSE_PATH and the files they name",),
+}
+
+
 @runtime_checkable
 class MarketDataProvider(Protocol):
     """What the scan needs from a source of daily bars.
 
-    ``name`` is the configuration name (``demo``, ``parquet``, ``csv``); ``synthetic`` is
+    ``name`` is the configuration name (``demo``, ``parquet``, ``csv``, ``polygon``); ``synthetic`` is
     True only for generated data, and callers show it wherever the data is displayed.
     Methods may read the source lazily on first use and raise :class:`DataSourceError`
     then; after a successful read, the answers do not change for the provider's lifetime.
@@ -61,6 +85,26 @@ class MarketDataProvider(Protocol):
         answer (the scan records it as ``no_data``). ``lookback`` must be at least 1.
         """
         ...
+
+
+@runtime_checkable
+class ReportsFetchFailures(Protocol):
+    """A provider that can say why a symbol's bars could not be fetched (remote providers)."""
+
+    def bars_and_failures(
+        self, symbols: Sequence[str], as_of: date, lookback: int
+    ) -> tuple[dict[str, Bars], dict[str, str]]:
+        """Like ``bars``, plus ``{symbol: error}`` for each symbol whose fetch failed."""
+        ...
+
+
+def bars_and_failures(
+    provider: MarketDataProvider, symbols: Sequence[str], as_of: date, lookback: int
+) -> tuple[dict[str, Bars], dict[str, str]]:
+    """The bars of ``symbols`` and, when the provider reports them, why the missing ones failed."""
+    if isinstance(provider, ReportsFetchFailures):
+        return provider.bars_and_failures(symbols, as_of, lookback)
+    return provider.bars(symbols, as_of, lookback), {}
 
 
 def check_lookback(lookback: int) -> None:

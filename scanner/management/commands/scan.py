@@ -11,9 +11,12 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from alpha.services import alpha_select, trained_alpha
 from progress.tracker import ProgressTracker
+from scanner.engine.alpha import TrainedAlpha
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.follow import follow_scan
 from scanner.models import ScanStatus
@@ -97,7 +100,7 @@ class Command(BaseCommand):
                 str(opts["universe_file"] or settings.TECHNIC_UNIVERSE_PATH or ""),
             )
             provider = provider_for(source)
-            load_universe(provider, config)  # bad input fails here, before the live display starts
+            _, as_of = load_universe(provider, config)  # bad input fails here, before the live display starts
             label = " (SYNTHETIC data)" if provider.synthetic else ""
             where = "on the Celery workers" if opts["via_celery"] else "in-process"
             display = LiveDisplay(sys.stderr, f"technic scan - {provider.name} provider{label}, {where}")
@@ -105,13 +108,25 @@ class Command(BaseCommand):
                 report = self._via_celery(config, source, display)
             else:
                 tracker = ProgressTracker("cli", weights=settings.TECHNIC_STAGE_WEIGHTS)
-                report = run_scan(config, provider, tracker, on_update=lambda t: display.update(t.snapshot()))
+                report = run_scan(
+                    config, provider, tracker, lambda t: display.update(t.snapshot()), self._alpha(source, as_of)
+                )
         except ConfigError as err:
             hint = f" (did you mean: {', '.join(err.suggestions)}?)" if err.suggestions else ""
             raise CommandError(f"{err}{hint}") from err
         except DataProviderError as err:
             raise CommandError(str(err)) from err
         self._write(report, opts)
+
+    def _alpha(self, source: DataSource, as_of: date) -> TrainedAlpha | None:
+        """The alpha model for this scan; None (alphas empty, said on stderr) when the database
+        holding the models cannot be read: the in-process scan itself needs no database."""
+        try:
+            model = alpha_select(source, as_of)
+        except DatabaseError as err:
+            self.stderr.write(f"alpha models not read ({err}); run manage.py migrate; alphas stay empty")
+            return None
+        return trained_alpha(model) if model is not None else None
 
     def _via_celery(self, config: ScanConfig, source: DataSource, display: LiveDisplay) -> ScanReport:
         from technic_project.celery import app
