@@ -6,7 +6,7 @@ This is the in-process path used by ``manage.py scan``; it needs no database or 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -19,6 +19,7 @@ from scanner.engine.scan import SKIP_REASONS, Skip, rank_rows, scan_batch
 from scanner.engine.types import Bars, Instrument
 from scanner.engine.universe import select_universe
 from scanner.providers import MarketDataProvider
+from scanner.providers.base import bars_and_failures
 
 FETCH_CHUNK = 100
 
@@ -78,14 +79,29 @@ def fetch_bars(
     as_of: date,
     lookback: int,
     on_progress: Callable[[int], None] | None = None,
-) -> dict[str, Bars]:
-    """data_fetching: windowed bars for ``symbols``, in chunks so progress is real."""
+) -> tuple[dict[str, Bars], dict[str, str]]:
+    """data_fetching: windowed bars for ``symbols``, in chunks so progress is real, and
+    ``{symbol: error}`` for those whose fetch failed (remote providers report it)."""
     bars: dict[str, Bars] = {}
+    failures: dict[str, str] = {}
     for start in range(0, len(symbols), FETCH_CHUNK):
-        bars.update(provider.bars(symbols[start : start + FETCH_CHUNK], as_of, lookback))
+        fetched, failed = bars_and_failures(provider, symbols[start : start + FETCH_CHUNK], as_of, lookback)
+        bars.update(fetched)
+        failures.update(failed)
         if on_progress is not None:
             on_progress(min(start + FETCH_CHUNK, len(symbols)))
-    return bars
+    return bars, failures
+
+
+def with_fetch_errors(skipped: Sequence[Skip], failures: Mapping[str, str]) -> list[Skip]:
+    """A ``no_data`` skip of a symbol whose fetch failed says why (the engine only knows the
+    bars are missing)."""
+    return [
+        Skip(s.symbol, s.reason, f"fetching its bars failed: {failures[s.symbol]}")
+        if s.reason == "no_data" and s.symbol in failures
+        else s
+        for s in skipped
+    ]
 
 
 def run_scan(
@@ -124,7 +140,7 @@ def run_scan(
         tracker.advance("data_fetching", done, f"Fetching bars ({done}/{total})")
         notify()
 
-    bars = fetch_bars(provider, symbols, as_of, config.lookback_days, fetched)
+    bars, failures = fetch_bars(provider, symbols, as_of, config.lookback_days, fetched)
     tracker.complete_stage("data_fetching")
     notify()
 
@@ -144,7 +160,7 @@ def run_scan(
     tracker.start_stage("finalization", 1, "Ranking results")
     notify()
     rows = rank_rows(batch.rows, alpha.blend if alpha else None)
-    skipped = sorted(batch.skipped, key=lambda s: s.symbol)
+    skipped = sorted(with_fetch_errors(batch.skipped, failures), key=lambda s: s.symbol)
     tracker.complete_stage("finalization", f"{len(rows)} results, {len(skipped)} skipped")
     tracker.finish("completed")
     notify()

@@ -25,12 +25,11 @@ from cache_admin.services import cache_fill
 from progress import store
 from scanner import lifecycle, runtime
 from scanner.engine.config import ConfigError
-from scanner.engine.scan import Skip
 from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import Scan, SkipReason
 from scanner.providers import DataProviderError, DataSourceError, ProviderAuthError
 from scanner.providers.base import bars_and_failures
-from scanner.runner import FETCH_CHUNK
+from scanner.runner import FETCH_CHUNK, with_fetch_errors
 from scanner.runner import load_universe as runner_load_universe
 from scanner.sources import DataSource, instruments_for, provider_for, provider_requests
 from scanner.workflow import build_workflow
@@ -155,7 +154,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         should_stop=lambda: runtime.is_cancelled(scan_id),
         alpha=model.fit if model else None,
     )
-    lifecycle.record_outcomes(scan_id, out.rows, _with_fetch_errors(out.skipped, failures))
+    lifecycle.record_outcomes(scan_id, out.rows, with_fetch_errors(out.skipped, failures))
     if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
         store.advanced(scan_id, "symbol_scanning", len(instruments) - reported)
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
@@ -199,19 +198,6 @@ def _remote_calls(source: DataSource, scan: Scan) -> Iterator[None]:
     except DataProviderError as err:
         _fail(scan.id, err, "the data provider")
         raise
-
-
-def _with_fetch_errors(skipped: list[Skip], failures: dict[str, str]) -> list[Skip]:
-    """A ``no_data`` skip of a symbol whose fetch failed says why (the engine only knows the
-    bars are missing)."""
-    if not failures:
-        return skipped
-    return [
-        Skip(s.symbol, s.reason, f"fetching its bars failed: {failures[s.symbol]}")
-        if s.reason == SkipReason.NO_DATA and s.symbol in failures
-        else s
-        for s in skipped
-    ]
 
 
 def _error_code(exc: BaseException) -> str:

@@ -244,6 +244,20 @@ def test_a_symbol_that_keeps_failing_is_reported_with_its_error_and_the_rest_is_
     assert len(fake.calls("/v2/aggs/ticker/XOM/")) == 3
 
 
+def test_an_in_process_scan_skips_a_symbol_whose_fetch_failed_with_the_error(polygon: Any, fake: FakePolygon) -> None:
+    from progress.tracker import ProgressTracker
+    from scanner.engine.config import ScanConfig
+    from scanner.runner import run_scan
+
+    provider = polygon(max_retries=1)
+    fake.script(server_error(None, 500, match="/v2/aggs/ticker/XOM/"))
+    report = run_scan(ScanConfig(symbols=("XOM", "KO"), as_of=AS_OF), provider, ProgressTracker("cli"))
+    assert [r["symbol"] for r in report.rows] == ["KO"]
+    [skip] = report.skipped
+    assert skip.symbol == "XOM" and skip.reason == "no_data"
+    assert skip.detail.startswith("fetching its bars failed:") and "HTTP 500" in skip.detail
+
+
 def test_a_server_that_never_answers_times_out(polygon: Any, fake: FakePolygon) -> None:
     provider = polygon(read_timeout=0.3, max_retries=1)
     provider.calendar()

@@ -142,6 +142,9 @@ def test_an_analyst_starts_a_scan_from_the_form_watches_it_complete_and_reads_th
         expect(page.locator("#metrics")).to_contain_text(figure)
     expect(page.locator("#results-title")).to_contain_text("synthetic")
     assert set(page.locator("#results-table tbody td:nth-child(3)").all_inner_texts()) == {"Energy"}
+    first = page.locator("#results-table tbody tr").first  # no alpha model of this market: empty, flagged
+    assert first.locator("td:nth-child(12)").inner_text() == "—" and "no_alpha_model" in first.inner_text()
+    expect(page.locator("#results-table thead")).to_contain_text("Alpha 5d")
     assert unlabelled_controls(page) == []
     assert low_contrast(page, TEXT) == []
     screenshot(page, "results")

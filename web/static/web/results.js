@@ -20,9 +20,16 @@ const COLUMNS = [
   ['stop', 'Stop', (r) => fmt(r.stop), true],
   ['target', 'Target', (r) => fmt(r.target), true],
   ['reward_risk', 'R:R', (r) => fmt(r.reward_risk, 1), true],
+  ['alpha_5d', 'Alpha 5d', (r) => percent(r.alpha_5d), true],
+  ['alpha_10d', 'Alpha 10d', (r) => percent(r.alpha_10d), true],
   ['position_size', 'Size', (r) => fmt(r.position_size, 0), true],
   ['flags', 'Flags', (r) => r.flags.join(', '), false],
 ];
+
+// An alpha (a fraction) as a signed percentage, or a dash when the row has none (see its flags).
+function percent(value) {
+  return value === null || value === undefined ? '—' : `${value >= 0 ? '+' : ''}${fmt(value * 100, 2)}%`;
+}
 
 const state = { rows: [], sortKey: 'tech_rating', descending: true, page: null };
 
