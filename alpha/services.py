@@ -101,10 +101,23 @@ def alpha_select(source: DataSource, as_of: date) -> AlphaModel | None:
     )
 
 
+# A scan's model never changes once fixed, so each worker process looks it up once per scan.
+_ASSIGNED: OrderedDict[Any, TrainedAlpha | None] = OrderedDict()
+_ASSIGNED_KEPT = 64
+
+
 def scan_alpha(scan: Scan) -> TrainedAlpha | None:
     """The model of ``scan``, chosen by the first caller and then fixed, so every batch of a scan
     uses the same one even if a model is trained meanwhile. Idempotent. Raises ValueError
     while the scan has no as_of."""
+    if scan.pk not in _ASSIGNED:
+        _ASSIGNED[scan.pk] = _assigned(scan)
+        if len(_ASSIGNED) > _ASSIGNED_KEPT:
+            _ASSIGNED.popitem(last=False)
+    return _ASSIGNED[scan.pk]
+
+
+def _assigned(scan: Scan) -> TrainedAlpha | None:
     assignment = ScanAlpha.objects.select_related("model").filter(scan_id=scan.pk).first()
     if assignment is None:
         if scan.as_of is None:

@@ -55,8 +55,8 @@ def main() -> None:
         work / "worker.log",
         app="technic_project",
     )
-    workers.start()
     try:
+        workers.start()
         figures = _measure(redis_server)
         figures["worker_peak_rss_mb"] = round(workers.peak_rss_mb(), 1)
     finally:

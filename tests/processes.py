@@ -66,7 +66,9 @@ class Workers:
     def __init__(
         self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "w1", app: str = "tests.worker_app"
     ) -> None:
-        self.env = {**os.environ, **env}
+        # Readiness is read from the worker's INFO line "<name>@<host> ready.", whatever level
+        # the caller's own process logs at.
+        self.env = {**os.environ, **env, "DJANGO_LOG_LEVEL": "INFO"}
         self.app = app
         self.log = log
         self.concurrency = concurrency
@@ -94,6 +96,7 @@ class Workers:
             if f"{self.name}@" in log and " ready." in log and len(self.children()) >= self.concurrency:
                 return
             time.sleep(0.1)
+        self.stop()  # not left running behind the caller's failure
         raise RuntimeError(f"celery worker not ready after {timeout} s; see {self.log}")
 
     def children(self) -> list[int]:
