@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from argparse import ArgumentParser, ArgumentTypeError
-from datetime import date
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,9 @@ from alpha.models import AlphaModel
 from alpha.services import alpha_train, trained_alpha
 from scanner.engine.alpha import AlphaDataError, AlphaTrainingError
 from scanner.engine.config import ConfigError
+from scanner.management.commands.scan import iso_date
 from scanner.providers import DataProviderError
 from scanner.sources import DataSource
-
-
-def _iso_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as err:
-        raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from err
 
 
 class Command(BaseCommand):
@@ -37,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--data", type=Path, help="bars file or folder (parquet/csv providers)")
         parser.add_argument("--universe-file", type=Path, help="symbol,name,sector CSV")
         parser.add_argument(
-            "--as-of", type=_iso_date, help="cut-off YYYY-MM-DD: no later bar is read (default: the latest market date)"
+            "--as-of", type=iso_date, help="cut-off YYYY-MM-DD: no later bar is read (default: the latest market date)"
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
 

@@ -35,7 +35,7 @@ def _csv_list(value: str) -> tuple[str, ...]:
     return items
 
 
-def _iso_date(value: str) -> date:
+def iso_date(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as err:
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lookback-days", type=int, default=ScanConfig.lookback_days, help="trading days of history"
         )
-        parser.add_argument("--as-of", type=_iso_date, help="scan date YYYY-MM-DD (default: the latest market date)")
+        parser.add_argument("--as-of", type=iso_date, help="scan date YYYY-MM-DD (default: the latest market date)")
         parser.add_argument("--account-size", type=float, default=ScanConfig.account_size)
         parser.add_argument("--risk-pct", type=float, default=ScanConfig.risk_pct, help="fraction risked per trade")
         parser.add_argument("--target-rr", type=float, default=ScanConfig.target_rr)
