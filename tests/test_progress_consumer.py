@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import channels.consumer
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
@@ -135,6 +136,37 @@ def test_pushes_are_forwarded_in_seq_order_and_stale_ones_dropped(owner: tuple[U
         assert started is not None
         received = await ws.receive_json_from(TIMEOUT)
         assert (received["seq"], received["current_stage"]) == (started["seq"], "universe_loading")
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_pushes_do_not_hop_to_the_database_thread(
+    owner: tuple[User, str], scan: Scan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """channels' ``dispatch`` closes old database connections through the one thread-sensitive
+    executor before every handler: once per message per client, it made daphne the bottleneck
+    of a scan watched by 50 clients (bench.progress). Pushes skip it; the connection's own
+    messages still go through it."""
+    hops: list[str] = []
+
+    async def counted() -> None:
+        hops.append("close_old_connections")
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+
+    async def scenario() -> None:
+        ws = socket(scan.id, owner[1])
+        await ws.connect(TIMEOUT)
+        await ws.receive_json_from(TIMEOUT)
+        on_connect = len(hops)
+        assert on_connect >= 1
+        begun = store.begin(scan.id)
+        assert begun is not None
+        started = store.stage_started(scan.id, "universe_loading", 1)
+        assert started is not None
+        assert [m["seq"] for m in await receive_until(ws, started["seq"])][-1] == started["seq"]
+        assert len(hops) == on_connect
         await ws.disconnect()
 
     run(scenario)
