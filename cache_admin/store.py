@@ -33,7 +33,7 @@ import numpy as np
 import redis
 from django.conf import settings
 
-from cache_admin.ttl import TtlPolicy, bars_ttl, results_ttl, universe_ttl
+from cache_admin.ttl import TtlPolicy, bars_ttl, results_ttl, universe_ttl, volatility_matters
 from scanner.engine.types import Bars, Instrument
 from technic_project.redis_client import cache_redis, int_hash
 
@@ -43,6 +43,18 @@ KINDS = ("bars", "universe", "results")
 DOWN_BACKOFF_SECONDS = 5.0
 CLEAR_BATCH = 1000
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# The data stage's lookup in one call: KEYS = stats hash, popularity set, then one bars key per
+# symbol of ARGV. Counts hits, misses and each symbol's use; returns the 0-based indexes missing.
+_LOOKUP = """
+local missed = {}
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then missed[#missed + 1] = i - 3 end
+  redis.call('ZINCRBY', KEYS[2], 1, ARGV[i - 2])
+end
+redis.call('HINCRBY', KEYS[1], 'bars.hits', #KEYS - 2 - #missed)
+redis.call('HINCRBY', KEYS[1], 'bars.misses', #missed)
+return missed
+"""
 _down_until: dict[str, float] = {}  # CACHE_REDIS_URL -> monotonic time before which it is not tried
 
 
@@ -105,9 +117,9 @@ def encode_bars(bars: Bars) -> bytes:
 
 
 def decode_bars(data: bytes) -> Bars:
-    packed = np.frombuffer(data, dtype="<f8").reshape(6, -1)
+    packed = np.frombuffer(data, dtype="<f8").reshape(6, -1).copy()  # one writable copy, rows as views
     dates = packed[0].astype(np.int64).astype("datetime64[D]")
-    return Bars(dates, packed[1].copy(), packed[2].copy(), packed[3].copy(), packed[4].copy(), packed[5].copy())
+    return Bars(dates, packed[1], packed[2], packed[3], packed[4], packed[5])
 
 
 def realised_volatility(bars: Bars, days: int = 20) -> float | None:
@@ -123,12 +135,13 @@ def put_bars(namespace: str, as_of: date, lookback: int, bars: Mapping[str, Bars
     if not bars:
         return
     now = now or datetime.now(UTC)
+    volatile_matters = volatility_matters(as_of, now)  # only bars of today's open session
     expiries: dict[str, float] = {}
     with _redis() as client:
         pipe = client.pipeline(transaction=False)
         for symbol, b in bars.items():
             key = bars_key(namespace, as_of, lookback, symbol)
-            ttl = bars_ttl(as_of, now, realised_volatility(b), policy())
+            ttl = bars_ttl(as_of, now, realised_volatility(b) if volatile_matters else None, policy())
             pipe.set(key, encode_bars(b), ex=ttl)
             expiries[key] = now.timestamp() + ttl
         pipe.zadd(_index_key("bars"), expiries)
@@ -140,18 +153,10 @@ def missing(namespace: str, as_of: date, lookback: int, symbols: Sequence[str]) 
     and how often each symbol is scanned."""
     if not symbols:
         return []
+    keys = [_stats_key(), _popular_key(namespace), *(bars_key(namespace, as_of, lookback, s) for s in symbols)]
     with _redis() as client:
-        pipe = client.pipeline(transaction=False)
-        for s in symbols:
-            pipe.exists(bars_key(namespace, as_of, lookback, s))
-        present = pipe.execute()
-        missed = [s for s, hit in zip(symbols, present, strict=True) if not hit]
-        pipe.hincrby(_stats_key(), "bars.hits", len(symbols) - len(missed))
-        pipe.hincrby(_stats_key(), "bars.misses", len(missed))
-        for s in symbols:
-            pipe.zincrby(_popular_key(namespace), 1, s)
-        pipe.execute()
-    return missed
+        missed = client.eval(_LOOKUP, len(keys), *keys, *symbols)
+    return [symbols[i] for i in missed]
 
 
 def get_bars(namespace: str, as_of: date, lookback: int, symbols: Sequence[str]) -> tuple[dict[str, Bars], list[str]]:

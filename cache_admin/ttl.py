@@ -62,6 +62,12 @@ def bars_ttl(as_of: date, now: datetime, volatility: float | None, policy: TtlPo
     return max(policy.closed_minimum, int((next_open(now) - now).total_seconds()))
 
 
+def volatility_matters(as_of: date, now: datetime) -> bool:
+    """Whether ``bars_ttl`` looks at the volatility of bars ending on ``as_of`` at ``now``
+    (only those of today's session while it is open), so callers can skip computing it."""
+    return as_of >= now.astimezone(MARKET_TZ).date() and market_open(now)
+
+
 def universe_ttl(now: datetime, policy: TtlPolicy) -> int:
     return policy.universe_market_hours if market_open(now) else policy.universe
 

@@ -4,7 +4,7 @@ read-through, the lock, statistics, and behaviour when its Redis is down."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from cache_admin import store
 from cache_admin.stats import cache_stats
+from cache_admin.ttl import MARKET_TZ
 from progress import store as progress
 from scanner.engine.types import Bars, Instrument
 from tests.processes import RedisServer
@@ -49,6 +50,17 @@ def test_bars_of_a_finished_trading_day_get_the_long_ttl(cache: RedisServer) -> 
     store.put_bars("ns", AS_OF, 500, {"AAA": bars()})
     ttl = cache.client().ttl(store.bars_key("ns", AS_OF, 500, "AAA"))
     assert store.policy().finished_day - 5 <= ttl <= store.policy().finished_day
+
+
+def test_bars_of_todays_open_session_live_shorter_when_the_symbol_is_volatile(cache: RedisServer) -> None:
+    session_day, during_session = date(2026, 11, 18), datetime(2026, 11, 18, 11, 0, tzinfo=MARKET_TZ)
+    swinging = bars()
+    swinging.close[1::2] *= 1.1  # +-10 % a day: far above the policy's volatile_vol
+    store.put_bars("ns", session_day, 500, {"CALM": bars(), "SWING": swinging}, now=during_session)
+    client, policy = cache.client(), store.policy()
+    calm, volatile = (client.ttl(store.bars_key("ns", session_day, 500, s)) for s in ("CALM", "SWING"))
+    assert policy.market_hours - 5 <= calm <= policy.market_hours
+    assert int(policy.market_hours * policy.volatile_factor) - 5 <= volatile < calm
 
 
 def test_lookups_count_hits_misses_and_how_often_each_symbol_is_scanned(cache: RedisServer) -> None:

@@ -7,7 +7,16 @@ from datetime import date, datetime
 import pytest
 
 from cache_admin.stats import badge
-from cache_admin.ttl import MARKET_TZ, TtlPolicy, bars_ttl, market_open, next_open, results_ttl, universe_ttl
+from cache_admin.ttl import (
+    MARKET_TZ,
+    TtlPolicy,
+    bars_ttl,
+    market_open,
+    next_open,
+    results_ttl,
+    universe_ttl,
+    volatility_matters,
+)
 
 POLICY = TtlPolicy()
 
@@ -53,6 +62,15 @@ def test_todays_bars_during_the_session_are_short_lived_and_shorter_for_volatile
     assert volatile == int(POLICY.market_hours * POLICY.volatile_factor)
     assert volatile < calm < POLICY.finished_day
     assert bars_ttl(WEDNESDAY, now, None, POLICY) == calm  # unknown volatility is not called volatile
+
+
+@pytest.mark.parametrize("hour", [0, 9, 10, 12, 15, 16, 17, 23])
+@pytest.mark.parametrize("day", [17, 18, 19, 21])  # Tuesday to Thursday, Saturday
+def test_volatility_matters_exactly_when_the_ttl_depends_on_it(day: int, hour: int) -> None:
+    now = et(2026, 11, day, hour, 15)
+    for as_of in (date(2026, 11, 17), WEDNESDAY, date(2026, 11, 21)):
+        depends = len({bars_ttl(as_of, now, vol, POLICY) for vol in (None, 0.1, 0.9)}) > 1
+        assert volatility_matters(as_of, now) is depends, (as_of, now)
 
 
 def test_todays_bars_after_the_close_live_until_the_next_open() -> None:
