@@ -10,8 +10,9 @@ Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
   grow, stages only start and end, the current stage only moves forward, nothing changes once
   the status is terminal. Hence ``seq`` and ``overall_progress`` never go back.
 * ``:push`` — the push throttle (``SET NX PX``): a counter update reaches the channel layer only
-  if nothing was pushed in the last ``PUSH_INTERVAL_MS``; starts, ends and terminal states
-  always, at once (and restart the interval).
+  if nothing was pushed in the last ``PUSH_INTERVAL_MS``; stage starts, handovers (a stage's
+  end and the next one's start, one update) and terminal states always, at once (and restart
+  the interval).
 * ``:etas`` — the ETA ledger: what each pushed snapshot predicted, for ``eta_accuracy``.
 
 And ``<prefix>:progress:rates``: each stage's symbols per second as completed scans measured
@@ -88,20 +89,14 @@ def results_url(scan_id: Any) -> str:
 # --- What the stage tasks report -------------------------------------------------------------
 
 
-def begin(scan_id: Any) -> dict[str, Any] | None:
-    now = _now()
-    return _update(scan_id, [("set", "status", "running"), ("setnx", "started", now)], force=True)
-
-
 def stage_started(scan_id: Any, stage: str, total: int, message: str = "") -> dict[str, Any] | None:
-    ops = [
-        ("set", "status", "running"),
-        ("setnx", f"{stage}.started", _now()),
-        ("set", f"{stage}.total", str(max(0, total))),
-        ("max", "stage", str(STAGES.index(stage))),
-        ("set", "message", message or stage.replace("_", " ").capitalize()),
-    ]
-    return _update(scan_id, ops, force=True)
+    """``stage`` begins with ``total`` units; the scan is running from its first stage's start."""
+    return _update(scan_id, _start_ops(stage, total, message), force=True)
+
+
+def handover(scan_id: Any, ended: str, started: str, total: int, message: str = "") -> dict[str, Any] | None:
+    """``ended`` finishes and ``started`` begins at the same moment, in one update (one push)."""
+    return _update(scan_id, _end_ops(ended) + _start_ops(started, total, message), force=True)
 
 
 def advanced(
@@ -123,13 +118,6 @@ def advanced(
     if cache_down:
         ops.append(("set", "cache_down", "1"))
     return _update(scan_id, ops, force=cache_down)
-
-
-def stage_finished(scan_id: Any, stage: str, message: str = "") -> dict[str, Any] | None:
-    ops = [("setnx", f"{stage}.ended", _now())]
-    if message:
-        ops.append(("set", "message", message))
-    return _update(scan_id, ops, force=True)
 
 
 def finished(scan_id: Any, status: str, message: str) -> dict[str, Any] | None:
@@ -247,6 +235,22 @@ def _errors(predictions: list[tuple[float, float, float]]) -> dict[str, Any]:
 
 def _now() -> str:
     return f"{time.time():.6f}"
+
+
+def _start_ops(stage: str, total: int, message: str) -> list[tuple[str, str, str]]:
+    now = _now()
+    return [
+        ("set", "status", "running"),
+        ("setnx", "started", now),
+        ("setnx", f"{stage}.started", now),
+        ("set", f"{stage}.total", str(max(0, total))),
+        ("max", "stage", str(STAGES.index(stage))),
+        ("set", "message", message or stage.replace("_", " ").capitalize()),
+    ]
+
+
+def _end_ops(stage: str) -> list[tuple[str, str, str]]:
+    return [("setnx", f"{stage}.ended", _now())]
 
 
 def _update(scan_id: Any, ops: list[tuple[str, str, str]], force: bool) -> dict[str, Any] | None:

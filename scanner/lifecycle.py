@@ -15,7 +15,8 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import Count
+from django.db.models import Count, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from alpha.services import scan_alpha_metrics
@@ -45,12 +46,12 @@ def source_of(scan: Scan) -> DataSource:
 
 
 def begin(scan_id: Any) -> Scan | None:
-    """pending → running (once). Returns the scan unless it already finished."""
+    """pending → running (once). Returns the scan unless it already finished. Its live
+    progress turns running with its first stage (one push, not two)."""
     now = timezone.now()
-    if Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
+    Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
         status=ScanStatus.RUNNING, started_at=now, heartbeat_at=now
-    ):
-        store.begin(scan_id)
+    )
     return active(scan_id)
 
 
@@ -72,14 +73,22 @@ def stage_started(scan_id: Any, stage: str, total: int = 1, message: str = "") -
         logger.info("scan %s: %s started (%d units)", scan_id, stage, total, extra={"scan_id": scan_id})
 
 
-def stage_finished(scan_id: Any, stage: str, message: str = "") -> None:
+def stage_handover(scan_id: Any, ended: str, started: str, total: int = 1, message: str = "") -> None:
+    """``ended`` finishes and ``started`` (of ``total`` units) begins at the same moment, once:
+    the next stage's time runs from the previous one's end, its tasks' queueing included, and
+    clients get one message for both changes."""
     now = timezone.now()
-    if Scan.objects.filter(id=scan_id, **{f"{stage}_ended_at__isnull": True}).update(
-        **{f"{stage}_ended_at": now}, heartbeat_at=now
+    if Scan.objects.filter(id=scan_id, **{f"{ended}_ended_at__isnull": True}).update(
+        **{f"{ended}_ended_at": now, f"{started}_started_at": Coalesce(f"{started}_started_at", Value(now))},
+        current_stage=started,
+        heartbeat_at=now,
     ):
-        snapshot = store.stage_finished(scan_id, stage, message)
-        seconds = snapshot["stages"][stage]["seconds"] if snapshot else None
-        logger.info("scan %s: %s finished in %s s", scan_id, stage, seconds, extra={"scan_id": scan_id})
+        snapshot = store.handover(scan_id, ended, started, total, message)
+        seconds = snapshot["stages"][ended]["seconds"] if snapshot else None
+        logger.info(
+            "scan %s: %s finished in %s s, %s started (%d units)",
+            scan_id, ended, seconds, started, total, extra={"scan_id": scan_id},
+        )  # fmt: skip
 
 
 def heartbeat(scan_id: Any) -> None:
@@ -170,7 +179,6 @@ def finish(scan_id: Any) -> Scan | None:
     scan = Scan.objects.filter(id=scan_id).first()
     if scan is None or scan.is_finished:
         return scan
-    stage_started(scan_id, "finalization", message="Accounting for every symbol")
     symbols = [i.symbol for i in universe_of(scan)]
     if scan.cancel_requested:
         record_without_outcome(scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before this symbol was scanned")

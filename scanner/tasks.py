@@ -53,7 +53,7 @@ def load_universe(scan_id: str) -> None:
             provider_for(source), lifecycle.config_of(scan), instruments_for(source)
         )
     lifecycle.set_universe(scan_id, instruments, as_of)
-    lifecycle.stage_finished(scan_id, "universe_loading", f"{len(instruments)} symbols as of {as_of.isoformat()}")
+    lifecycle.stage_handover(scan_id, "universe_loading", "data_fetching", len(instruments))
 
 
 @shared_task(name="scanner.tasks.fetch_batch", **RETRY)
@@ -66,7 +66,6 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     scan = lifecycle.active(scan_id)
     if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
         return {"index": index, "state": "cancelled"}
-    lifecycle.stage_started(scan_id, "data_fetching", scan.total_symbols)
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     lookback = lifecycle.config_of(scan).lookback_days
@@ -91,7 +90,8 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
 def gather_fetches(self: Task, summaries: list[dict[str, Any]], scan_id: str, n_batches: int) -> Any:
     """The data_fetching chord's body: the stage ends when every fetch batch has reported, and
     this task is replaced by the rest of the workflow (see ``scanner.workflow``)."""
-    lifecycle.stage_finished(scan_id, "data_fetching")
+    total = Scan.objects.values_list("total_symbols", flat=True).get(id=scan_id)
+    lifecycle.stage_handover(scan_id, "data_fetching", "symbol_scanning", total)
     return self.replace(build_workflow(scan_id, n_batches, start="symbol_scanning"))
 
 
@@ -122,7 +122,6 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         return {"index": index, "state": "abandoned", "skipped": lost}
     if scan.cancel_requested or runtime.is_cancelled(scan_id) or scan.as_of is None:
         return {"index": index, "state": "cancelled"}
-    lifecycle.stage_started(scan_id, "symbol_scanning", scan.total_symbols)
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     config = lifecycle.config_of(scan)
@@ -163,7 +162,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
 @shared_task(name="scanner.tasks.gather_batches", **RETRY)
 def gather_batches(summaries: list[dict[str, Any]], scan_id: str) -> dict[str, Any]:
     """The chord body: symbol_scanning ends when every batch has reported."""
-    lifecycle.stage_finished(scan_id, "symbol_scanning")
+    lifecycle.stage_handover(scan_id, "symbol_scanning", "finalization", message="Accounting for every symbol")
     states = [s.get("state") for s in summaries]
     return {"batches": len(summaries), "abandoned": states.count("abandoned"), "cancelled": states.count("cancelled")}
 

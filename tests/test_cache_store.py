@@ -111,7 +111,7 @@ def test_clear_removes_every_cache_key_and_nothing_else(cache: RedisServer) -> N
     }
     for key, value in others.items():
         client.set(key, value)
-    progress.begin("3f2b7a9e-0000-4000-8000-000000000001")
+    progress.stage_started("3f2b7a9e-0000-4000-8000-000000000001", "universe_loading", 1)
     progress_state = "technic:progress:3f2b7a9e-0000-4000-8000-000000000001:state"
     assert client.exists(progress_state)
     store.put_bars("ns", AS_OF, 500, {f"S{i:04d}": bars(3) for i in range(2500)})  # more than one UNLINK batch

@@ -4,6 +4,7 @@ middleware, routing) against a real redis-server; the store pushes through the r
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import channels.consumer
@@ -123,7 +124,7 @@ def test_pushes_are_forwarded_in_seq_order_and_stale_ones_dropped(owner: tuple[U
         await ws.connect(TIMEOUT)
         assert (await ws.receive_json_from(TIMEOUT))["seq"] == 0
         await ws.send_to(text_data="ping")  # not JSON: ignored, the socket stays up
-        begun = store.begin(scan.id)
+        begun = store.stage_started(scan.id, "universe_loading", 1)
         assert begun is not None
         assert (await ws.receive_json_from(TIMEOUT))["seq"] == begun["seq"]
 
@@ -132,10 +133,10 @@ def test_pushes_are_forwarded_in_seq_order_and_stale_ones_dropped(owner: tuple[U
         for seq in (begun["seq"], begun["seq"] - 1):
             stale = copy.deepcopy(begun) | {"seq": seq, "current_stage": "finalization"}
             await handcrafted_push(scan.id, stale)
-        started = store.stage_started(scan.id, "universe_loading", 1)
+        started = store.handover(scan.id, "universe_loading", "data_fetching", 10)
         assert started is not None
         received = await ws.receive_json_from(TIMEOUT)
-        assert (received["seq"], received["current_stage"]) == (started["seq"], "universe_loading")
+        assert (received["seq"], received["current_stage"]) == (started["seq"], "data_fetching")
         await ws.disconnect()
 
     run(scenario)
@@ -161,9 +162,9 @@ def test_pushes_do_not_hop_to_the_database_thread(
         await ws.receive_json_from(TIMEOUT)
         on_connect = len(hops)
         assert on_connect >= 1
-        begun = store.begin(scan.id)
+        begun = store.stage_started(scan.id, "universe_loading", 1)
         assert begun is not None
-        started = store.stage_started(scan.id, "universe_loading", 1)
+        started = store.handover(scan.id, "universe_loading", "data_fetching", 10)
         assert started is not None
         assert [m["seq"] for m in await receive_until(ws, started["seq"])][-1] == started["seq"]
         assert len(hops) == on_connect
@@ -177,16 +178,15 @@ def test_every_change_of_stage_or_status_arrives_in_order(owner: tuple[User, str
         ws = socket(scan.id, owner[1])
         await ws.connect(TIMEOUT)
         await ws.receive_json_from(TIMEOUT)
-        milestones = [store.begin(scan.id)]
-        for stage, total in (("universe_loading", 1), ("data_fetching", 40), ("symbol_scanning", 40)):
-            milestones.append(store.stage_started(scan.id, stage, total))
+        stages = [("universe_loading", 1), ("data_fetching", 40), ("symbol_scanning", 40), ("finalization", 1)]
+        milestones = [store.stage_started(scan.id, *stages[0])]
+        for (stage, total), (following, following_total) in itertools.pairwise(stages):
             for _ in range(total):
                 store.advanced(scan.id, stage, 1, "AAPL")
-            milestones.append(store.stage_finished(scan.id, stage))
-        milestones.append(store.stage_started(scan.id, "finalization", 1))
+            milestones.append(store.handover(scan.id, stage, following, following_total))
         milestones.append(store.finished(scan.id, "completed", "done"))
         wanted = [m["seq"] for m in milestones if m is not None]
-        assert len(wanted) == 9
+        assert len(wanted) == 5
 
         received = await receive_until(ws, wanted[-1])
         seqs = [m["seq"] for m in received]
@@ -208,7 +208,7 @@ def test_a_burst_of_plain_updates_is_coalesced_and_the_latest_still_arrives(
         ws = socket(scan.id, owner[1])
         await ws.connect(TIMEOUT)
         await ws.receive_json_from(TIMEOUT)
-        store.begin(scan.id)
+        store.stage_started(scan.id, "universe_loading", 1)
         base = store.stage_started(scan.id, "symbol_scanning", updates)
         assert base is not None
         await receive_until(ws, base["seq"])
@@ -232,7 +232,7 @@ def test_the_terminal_message_comes_last_and_the_server_closes(owner: tuple[User
         ws = socket(scan.id, owner[1])
         await ws.connect(TIMEOUT)
         await ws.receive_json_from(TIMEOUT)
-        store.begin(scan.id)
+        store.stage_started(scan.id, "universe_loading", 1)
         final = store.finished(scan.id, "failed", "DATA_PROVIDER_ERROR: down")
         assert final is not None
         last = (await receive_until(ws, final["seq"]))[-1]
@@ -245,7 +245,7 @@ def test_the_terminal_message_comes_last_and_the_server_closes(owner: tuple[User
 
 
 def test_connecting_after_the_end_gets_the_terminal_snapshot_at_once(owner: tuple[User, str], scan: Scan) -> None:
-    store.begin(scan.id)
+    store.stage_started(scan.id, "universe_loading", 1)
     final = store.finished(scan.id, "completed", "done")
     assert final is not None
 

@@ -35,13 +35,11 @@ def new_id() -> str:
 def test_every_update_gets_the_next_seq_and_progress_never_goes_back(pushes: list[dict[str, Any]]) -> None:
     sid = new_id()
     snaps = [
-        store.begin(sid),
         store.stage_started(sid, "universe_loading", 1),
-        store.stage_finished(sid, "universe_loading"),
+        store.handover(sid, "universe_loading", "data_fetching", 10),
     ]
-    snaps.append(store.stage_started(sid, "data_fetching", 10))
     snaps += [store.advanced(sid, "data_fetching", 1) for _ in range(10)]
-    snaps.append(store.stage_finished(sid, "data_fetching"))
+    snaps.append(store.handover(sid, "data_fetching", "symbol_scanning", 10))
     seqs = [s["seq"] for s in snaps if s]
     assert seqs == list(range(1, len(snaps) + 1))
     overall = [s["overall_progress"] for s in snaps if s]
@@ -102,8 +100,7 @@ def test_counter_updates_are_pushed_at_most_every_100_ms_but_changes_of_stage_al
     for _ in range(200):
         store.advanced(sid, "symbol_scanning", 1)
     elapsed = time.monotonic() - started
-    store.stage_finished(sid, "symbol_scanning")
-    store.stage_started(sid, "finalization", 1)
+    store.handover(sid, "symbol_scanning", "finalization", 1)
     counter_pushes = [
         p
         for p in pushes
@@ -111,8 +108,8 @@ def test_counter_updates_are_pushed_at_most_every_100_ms_but_changes_of_stage_al
     ]
     assert len(counter_pushes) <= 1 + int(elapsed / 0.1) + 1  # the start, then one per 100 ms window
     assert len(counter_pushes) < 200
-    assert pushes[-2]["stages"]["symbol_scanning"]["status"] == "completed"
-    assert pushes[-1]["current_stage"] == "finalization"
+    last = pushes[-1]  # the handover: one push for both changes
+    assert (last["stages"]["symbol_scanning"]["status"], last["current_stage"]) == ("completed", "finalization")
 
 
 def test_no_push_when_pushing_is_disabled(pushes: list[dict[str, Any]], settings: Any) -> None:

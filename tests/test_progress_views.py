@@ -37,7 +37,6 @@ def session_cookie(user: User) -> str:
 
 
 def test_the_owner_gets_the_live_snapshot_with_a_token(owner: tuple[User, str], scan: Scan) -> None:
-    store.begin(scan.id)
     started = store.stage_started(scan.id, "universe_loading", 1)
     assert started is not None
     response = Client().get(f"/scan/progress/{scan.id}", HTTP_AUTHORIZATION=f"Token {owner[1]}")
@@ -159,7 +158,7 @@ def test_the_stream_sends_retry_the_snapshot_each_change_and_ends_after_the_term
         first = await stream.event()
         assert (first["id"], first["event"], first["type"], first["status"]) == (0, "progress", "progress", "pending")
 
-        begun = store.begin(scan.id)
+        begun = store.stage_started(scan.id, "universe_loading", 1)
         final = store.finished(scan.id, "completed", "done")
         assert begun is not None and final is not None
         assert (await stream.event())["id"] == begun["seq"]
@@ -219,7 +218,7 @@ def test_the_stream_answers_404_as_json_for_another_users_scan(scan: Scan) -> No
 
 
 def test_a_client_resuming_up_to_date_gets_no_resend_only_newer_events(owner: tuple[User, str], scan: Scan) -> None:
-    begun = store.begin(scan.id)
+    begun = store.stage_started(scan.id, "universe_loading", 1)
     assert begun is not None
 
     async def scenario() -> None:
@@ -238,10 +237,8 @@ def test_a_client_resuming_up_to_date_gets_no_resend_only_newer_events(owner: tu
 
 
 def test_a_client_resuming_behind_gets_the_current_full_snapshot(owner: tuple[User, str], scan: Scan) -> None:
-    store.begin(scan.id)
     behind = store.stage_started(scan.id, "universe_loading", 1)
-    store.stage_finished(scan.id, "universe_loading")
-    current = store.stage_started(scan.id, "data_fetching", 10)
+    current = store.handover(scan.id, "universe_loading", "data_fetching", 10)
     assert behind is not None and current is not None
 
     async def scenario() -> None:
@@ -259,7 +256,7 @@ def test_a_client_resuming_behind_gets_the_current_full_snapshot(owner: tuple[Us
 
 
 def test_a_client_that_already_has_the_terminal_event_gets_204(owner: tuple[User, str], scan: Scan) -> None:
-    store.begin(scan.id)
+    store.stage_started(scan.id, "universe_loading", 1)
     final = store.finished(scan.id, "cancelled", "cancelled by the user")
     assert final is not None
 
@@ -278,7 +275,7 @@ def test_a_burst_of_plain_updates_is_coalesced_and_the_latest_still_arrives(
     owner: tuple[User, str], scan: Scan
 ) -> None:
     updates = 50
-    store.begin(scan.id)
+    store.stage_started(scan.id, "universe_loading", 1)
     base = store.stage_started(scan.id, "symbol_scanning", updates)
     assert base is not None
 

@@ -152,7 +152,6 @@ def test_active_lists_the_callers_pending_and_running_scans_newest_first_with_pr
     older = pending_scan(owner[0], status="running")
     newer = pending_scan(owner[0])
     Scan.objects.filter(id=older.id).update(created_at=timezone.now() - timedelta(minutes=1))
-    store.begin(older.id)
     store.stage_started(older.id, "universe_loading", 1)
     finished_scan(owner[0], [])
     pending_scan(user_with_token("other")[0])
