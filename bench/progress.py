@@ -13,8 +13,8 @@ watched scan's start until its last client has the terminal message and has clos
 ``/proc``, and the messages each client gets per scan.
 
 Latency: for every message a client receives after the one sent on connect, receipt time minus
-the snapshot's ``updated_at`` (stamped by the worker that built it; same machine, same clock). The clients run in this process, on the same two cores.
-Targets: overhead_pct <= 2, latency_p95_ms <= 50.
+the snapshot's ``updated_at`` (stamped by the worker that built it; same machine, same clock).
+The clients run in this process, on the same two cores. Targets: overhead_pct <= 2, latency_p95_ms <= 50.
 """
 
 from __future__ import annotations
