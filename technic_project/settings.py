@@ -79,6 +79,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DJANGO_DB_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -122,6 +123,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_ALLOW_ERROR_CB_ON_CHORD_HEADER = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connections before and after every task unless this
+# is set (then only every this many tasks); technic_project.celery keeps them as a web process
+# does instead: reused up to DJANGO_DB_CONN_MAX_AGE, checked before reuse, dropped when broken.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Unacknowledged messages return to the queue after this long; every task time limit must be
 # shorter (checked when a worker starts), or a slow task would run twice.

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from progress import store
 from progress.tracker import ProgressTracker
@@ -25,7 +26,7 @@ from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource, provider_for
 from tests.processes import REPO, RedisServer, Workers, database_url
 from tests.waits import wait_finished, wait_until
-from tests.worker_app import CRASH_KEY
+from tests.worker_app import CRASH_KEY, app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -156,6 +157,37 @@ def test_cancelling_a_finished_scan_is_refused(workers: Workers) -> None:
     assert scan.status == "completed"
     with pytest.raises(services.ScanNotCancellable):
         scan_cancel(scan)
+
+
+def test_worker_processes_keep_their_database_connection_from_task_to_task(workers: Workers) -> None:
+    """Celery's Django fixup would connect afresh for every task; the workers keep a connection
+    up to CONN_MAX_AGE instead (60 s: an expiry may fall inside this test, once per process)."""
+
+    def opened() -> dict[int, int]:
+        answers = [app.send_task("tests.connections_opened").get(timeout=30) for _ in range(12)]
+        return {pid: max(n for p, n in answers if p == pid) for pid, _ in answers}
+
+    before = opened()
+    scan = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=40), batch_size=1).id, timeout=120)
+    assert scan.status == "completed" and scan.n_batches == 40  # over 80 tasks
+    after = opened()
+    assert set(before) & set(after), "the probes never reached the same process twice"
+    for pid in set(before) & set(after):
+        assert after[pid] - before[pid] <= 1, f"process {pid} opened {after[pid] - before[pid]} connections"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a PostgreSQL server (the PostgreSQL pass)")
+def test_a_scan_completes_after_the_database_server_dropped_the_workers_connections(workers: Workers) -> None:
+    assert wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=30)).id).status == "completed"
+    with connection.cursor() as cursor:  # every other session of this database: the workers'
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+    scan = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=60), batch_size=20).id, timeout=60)
+    assert scan.status == "completed"
+    assert_each_symbol_once(scan)
 
 
 def test_a_batch_that_always_kills_its_worker_ends_with_its_symbols_skipped_as_error(
