@@ -90,7 +90,9 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
 def gather_fetches(self: Task, summaries: list[dict[str, Any]], scan_id: str, n_batches: int) -> Any:
     """The data_fetching chord's body: the stage ends when every fetch batch has reported, and
     this task is replaced by the rest of the workflow (see ``scanner.workflow``)."""
-    total = Scan.objects.values_list("total_symbols", flat=True).get(id=scan_id)
+    total = Scan.objects.filter(id=scan_id).values_list("total_symbols", flat=True).first()
+    if total is None:  # the scan was deleted meanwhile: nothing is left to do
+        return None
     lifecycle.stage_handover(scan_id, "data_fetching", "symbol_scanning", total)
     return self.replace(build_workflow(scan_id, n_batches, start="symbol_scanning"))
 

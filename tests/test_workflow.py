@@ -299,3 +299,8 @@ def test_the_scan_command_says_so_when_the_broker_is_unreachable() -> None:
     )  # fmt: skip
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "cannot reach the broker" in proc.stderr.splitlines()[-1]
+
+
+def test_a_scan_deleted_while_it_fetched_ends_its_workflow_at_the_handover() -> None:
+    """``gather_fetches`` of a scan that no longer exists sends nothing further and fails nothing."""
+    assert tasks.gather_fetches.run([], "00000000-0000-4000-8000-000000000000", 2) is None
