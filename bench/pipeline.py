@@ -8,7 +8,12 @@ the 505 real symbols and on 5,000 synthetic ones measures, in the same run:
   (``ratio_*``: the data stage fetches every symbol), at the default batch size, at batch
   size 1 (505 only) and at a sweep of batch sizes;
 * distributed with the price cache already holding the bars (``ratio_*_warm_cache``), as
-  for a second scan of the same data within the cache's lifetime.
+  for a second scan of the same data within the cache's lifetime;
+* the floor (``floor_ratio_*``): what two processes take for the work a distributed scan cannot
+  leave out, with nothing else (see ``_Floor``). No scheduling of the same work on these two
+  cores beats it, so a target below it is out of reach on this machine. And the in-process
+  scan's own work split over the two processes (``compute_only_floor_ratio_*``): what the two
+  cores give with no cache round trip and no rows written.
 
 Ratios are distributed / in-process, medians of REPEATS runs (REPEATS_505 at 505 symbols, where
 one scan takes a tenth of a second and single runs vary by a third). Targets: ratio_505 <= 1.5,
@@ -17,6 +22,7 @@ ratio_5000 <= 0.7. Also reports the workers' peak memory.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import sys
@@ -25,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.common import django_with_own_redis, market_dir, report
 
@@ -103,8 +110,17 @@ def _measure(redis_server: Any) -> dict[str, Any]:
         once()  # warm-up: each worker process loads the provider once, as in production
         return _median_seconds(once, repeats)
 
+    def floor(source: DataSource, repeats: int = REPEATS, compute_only: bool = False) -> float:
+        pair = _Floor(source, config, compute_only)
+        try:
+            return statistics.median(pair.round() for _ in range(repeats))
+        finally:
+            pair.close()
+
     default = settings.TECHNIC_BATCH_SIZE
     local_505, local_5000 = in_process(real, REPEATS_505), in_process(demo, REPEATS)
+    floor_505, floor_5000 = floor(real, REPEATS_505), floor(demo)
+    compute_505, compute_5000 = floor(real, REPEATS_505, compute_only=True), floor(demo, compute_only=True)
     dist_505, dist_5000 = distributed(real, default, REPEATS_505), distributed(demo, default)
     warm_505 = distributed(real, default, REPEATS_505, cold=False)
     warm_5000 = distributed(demo, default, cold=False)
@@ -115,17 +131,108 @@ def _measure(redis_server: Any) -> dict[str, Any]:
         "inprocess_505_seconds": round(local_505, 3),
         "distributed_505_seconds": round(dist_505, 3),
         "ratio_505": round(dist_505 / local_505, 3),
+        "floor_505_seconds": round(floor_505, 3),
+        "floor_ratio_505": round(floor_505 / local_505, 3),
+        "compute_only_floor_ratio_505": round(compute_505 / local_505, 3),
         "batch1_distributed_505_seconds": round(batch1_505, 3),
         "batch1_ratio_505": round(batch1_505 / local_505, 3),
         "inprocess_5000_seconds": round(local_5000, 3),
         "distributed_5000_seconds": round(dist_5000, 3),
         "ratio_5000": round(dist_5000 / local_5000, 3),
+        "floor_5000_seconds": round(floor_5000, 3),
+        "floor_ratio_5000": round(floor_5000 / local_5000, 3),
+        "compute_only_floor_ratio_5000": round(compute_5000 / local_5000, 3),
         "ratio_5000_by_batch_size": sweep,
         "distributed_505_warm_cache_seconds": round(warm_505, 3),
         "ratio_505_warm_cache": round(warm_505 / local_505, 3),
         "distributed_5000_warm_cache_seconds": round(warm_5000, 3),
         "ratio_5000_warm_cache": round(warm_5000 / local_5000, 3),
     }
+
+
+class _Floor:
+    """Two long-lived processes doing the work a cold distributed scan cannot leave out, and
+    nothing else: no Celery, no progress, no stage bookkeeping, no waiting between tasks.
+
+    Each round, each process takes half the universe, puts its bars into the price cache
+    (``cache_fill``, as the data stage does) and, once both have (the stage boundary), reads
+    them back, scans them and writes their rows (``record_outcomes``), as ``scan_batch`` does.
+    With ``compute_only`` each process only gets its bars from the provider and scans them: the
+    in-process scan's own work split over the two cores. The processes are forked with the
+    provider loaded and warmed up by one round, as workers are by their first scan."""
+
+    def __init__(self, source: Any, config: Any, compute_only: bool = False) -> None:
+        from django.db import connections
+
+        from scanner.runner import load_universe
+        from scanner.sources import provider_for
+
+        self.source, self.config, self.compute_only = source, config, compute_only
+        self.provider = provider_for(source)
+        self.instruments, self.as_of = load_universe(self.provider, config)
+        context = multiprocessing.get_context("fork")
+        self.start, self.fetched, self.finished = context.Barrier(3), context.Barrier(2), context.Queue()
+        middle = len(self.instruments) // 2
+        self.orders = [context.Queue(), context.Queue()]
+        connections.close_all()  # each process opens its own
+        self.processes = [
+            context.Process(target=self._serve, args=(orders, part), daemon=True)
+            for orders, part in zip(self.orders, (self.instruments[:middle], self.instruments[middle:]), strict=True)
+        ]
+        for process in self.processes:
+            process.start()
+        self.round()
+
+    def round(self) -> float:
+        """One cold scan's worth of that work: seconds from the start until both are done."""
+        from cache_admin import store as cache
+        from scanner import services
+
+        with mock.patch.object(services.transaction, "on_commit", lambda _: None):  # a row, not a workflow
+            scan = services.scan_create(owner=None, config=self.config, source=self.source)
+        cache.clear()
+        for orders in self.orders:
+            orders.put(str(scan.id))
+        self.start.wait()
+        t0 = time.perf_counter()
+        return max(self.finished.get(timeout=600), self.finished.get(timeout=600)) - t0
+
+    def close(self) -> None:
+        for orders in self.orders:
+            orders.put(None)
+        for process in self.processes:
+            process.join(30)
+
+    def _serve(self, orders: Any, part: list[Any]) -> None:
+        from cache_admin import store as cache
+        from cache_admin.services import cache_fill
+        from scanner import lifecycle
+        from scanner.engine.scan import scan_batch
+        from scanner.runner import FETCH_CHUNK, fetch_bars
+
+        namespace, lookback = self.source.cache_namespace(), self.config.lookback_days
+        symbols = [i.symbol for i in part]
+        while (scan_id := orders.get()) is not None:
+            self.start.wait()
+            if self.compute_only:
+                scan_batch(
+                    part,
+                    fetch_bars(self.provider, symbols, self.as_of, lookback)[0],
+                    self.config,
+                    self.as_of,
+                    self.provider.calendar(),
+                )
+                self.finished.put(time.perf_counter())
+                continue
+            for at in range(0, len(symbols), FETCH_CHUNK):
+                cache_fill(self.provider, namespace, self.as_of, lookback, symbols[at : at + FETCH_CHUNK])
+            self.fetched.wait()
+            bars, missed = cache.get_bars(namespace, self.as_of, lookback, symbols)
+            if missed:
+                sys.exit(f"{len(missed)} symbols' bars were not in the cache")
+            out = scan_batch(part, bars, self.config, self.as_of, self.provider.calendar())
+            lifecycle.record_outcomes(scan_id, out.rows, out.skipped)
+            self.finished.put(time.perf_counter())  # CLOCK_MONOTONIC: one clock for all processes
 
 
 if __name__ == "__main__":
