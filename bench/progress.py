@@ -18,9 +18,13 @@ counting their burst when the workers wake. Pushing starts with the scan, inside
 either way.
 
 Each scan is timed from enqueue to the ``finished_at`` its worker records; the overhead is the
-difference of the medians. Where that time goes: the CPU the web process (daphne) spends from a
-watched scan's start until its last client has the terminal message and has closed, read from
-``/proc``, and the messages each client gets per scan.
+difference of the medians, with a 95 % confidence interval from resampling the pairs. Single
+505-symbol scans vary a lot here (standard deviation about a quarter of the median): with 16
+pairs the interval was 17 to 28 points wide, with 80 it is 10 to 12.
+
+Where that time goes: each stage's median time per mode (from the scan rows), the CPU the web
+process (daphne) spends from a watched scan's start until its last client has the terminal
+message and has closed (read from ``/proc``), and the messages each client gets per scan.
 
 Latency: for every message a client receives after the one sent on connect, receipt time minus
 the snapshot's ``updated_at`` (stamped by the worker that built it; same machine, same clock).
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import sys
@@ -49,7 +54,8 @@ CLIENTS = 50
 MODES = ("on", "off")
 # (label, pairs of scans): the target is on the 505 real symbols; the 5,000 synthetic ones show
 # how the cost shrinks when a scan lasts seconds rather than a tenth of one.
-SIZES = (("505", 16), ("5000", 4))
+SIZES = (("505", 80), ("5000", 4))
+RESAMPLES = 2000
 QUIET_SECONDS = 0.2
 
 
@@ -113,6 +119,7 @@ def main() -> None:
     seconds: dict[tuple[str, str], list[float]] = {(size, mode): [] for size, _ in SIZES for mode in MODES}
     latencies: list[float] = []
     web_cpu: list[float] = []
+    stages: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     pools = {
         mode: Workers(
             {**env, "TECHNIC_PROGRESS_PUSH": "true" if mode == "on" else "false"},
@@ -133,8 +140,10 @@ def main() -> None:
             for n in range(pairs):
                 for mode in MODES if n % 2 == 0 else MODES[::-1]:
                     _serve(mode)
-                    elapsed, lat, cpu = _scan(size, user, token, web, clients=mode == "on")
+                    elapsed, lat, cpu, stage_seconds = _scan(size, user, token, web, clients=mode == "on")
                     seconds[size, mode].append(elapsed)
+                    if size == "505":
+                        stages[mode].append(stage_seconds)
                     if size == "505" and mode == "on":
                         latencies += lat
                         web_cpu.append(cpu)
@@ -151,10 +160,18 @@ def main() -> None:
         "scans_per_mode": len(seconds["505", "on"]),
         "median_seconds_push_on": round(median["505", "on"], 4),
         "median_seconds_push_off": round(median["505", "off"], 4),
-        "overhead_pct": round(100.0 * (median["505", "on"] - median["505", "off"]) / median["505", "off"], 2),
+        "overhead_pct": round(_overhead_pct(seconds["505", "on"], seconds["505", "off"]), 2),
+        "overhead_pct_ci95": _confidence_interval(seconds["505", "on"], seconds["505", "off"]),
         "median_seconds_5000_push_on": round(median["5000", "on"], 4),
         "median_seconds_5000_push_off": round(median["5000", "off"], 4),
-        "overhead_pct_5000": round(100.0 * (median["5000", "on"] - median["5000", "off"]) / median["5000", "off"], 2),
+        "overhead_pct_5000": round(_overhead_pct(seconds["5000", "on"], seconds["5000", "off"]), 2),
+        "overhead_pct_5000_ci95": _confidence_interval(seconds["5000", "on"], seconds["5000", "off"]),
+        **{
+            f"stage_ms_push_{mode}": {
+                stage: round(1000.0 * statistics.median(s[stage] for s in stages[mode]), 1) for stage in stages[mode][0]
+            }
+            for mode in MODES
+        },
         "messages_received": len(latencies),
         "messages_per_client_per_scan": round(len(latencies) / len(web_cpu) / CLIENTS, 1),
         "web_cpu_ms_per_watched_scan": round(1000.0 * statistics.fmean(web_cpu), 1),  # a mean: /proc counts 10 ms ticks
@@ -168,6 +185,21 @@ def main() -> None:
     report("progress", figures)
 
 
+def _overhead_pct(on: list[float], off: list[float]) -> float:
+    return 100.0 * (statistics.median(on) - statistics.median(off)) / statistics.median(off)
+
+
+def _confidence_interval(on: list[float], off: list[float]) -> list[float]:
+    """95 % bootstrap interval of ``_overhead_pct``, resampling whole pairs (scan i of each
+    mode ran back to back, so a pair shares the machine's state)."""
+    rng = random.Random(0)
+    pairs = list(zip(on, off, strict=True))
+    values = sorted(
+        _overhead_pct(*map(list, zip(*rng.choices(pairs, k=len(pairs)), strict=True))) for _ in range(RESAMPLES)
+    )
+    return [round(values[int(0.025 * RESAMPLES)], 1), round(values[int(0.975 * RESAMPLES)], 1)]
+
+
 def _serve(mode: str) -> None:
     """From now on only the ``mode`` worker takes tasks (none is queued when this is called)."""
     from technic_project.celery import app
@@ -179,9 +211,12 @@ def _serve(mode: str) -> None:
             sys.exit(f"worker {worker} did not answer a remote control command")
 
 
-def _scan(size: str, user: Any, token: str, web: Any, clients: bool) -> tuple[float, list[float], float]:
+def _scan(
+    size: str, user: Any, token: str, web: Any, clients: bool
+) -> tuple[float, list[float], float, dict[str, float]]:
     """One scan (the 505 real symbols, or 5,000 demo ones): seconds from enqueue to completed,
-    the latencies its clients saw and the web process's CPU seconds until they all finished."""
+    the latencies its clients saw, the web process's CPU seconds until they all finished, and
+    the seconds from enqueue to the first stage and of each stage (from the scan's row)."""
     from scanner import services
     from scanner.engine.config import ScanConfig
     from scanner.models import TERMINAL_STATUSES, Scan
@@ -205,13 +240,16 @@ def _scan(size: str, user: Any, token: str, web: Any, clients: bool) -> tuple[fl
         sys.exit(f"scan {scan.id} ended {status}")
     # Timed to the worker's own finish stamp: this process's view could lag behind while the
     # client thread holds the GIL.
-    elapsed = Scan.objects.get(id=scan.id).finished_at.timestamp() - t0
+    row = Scan.objects.get(id=scan.id)
+    elapsed = row.finished_at.timestamp() - t0
+    stage_seconds = {"until_first_stage": row.universe_loading_started_at.timestamp() - t0}
+    stage_seconds |= {stage: float(timing["seconds"]) for stage, timing in row.stage_timings().items()}
     if audience is None:
-        return elapsed, [], 0.0
+        return elapsed, [], 0.0, stage_seconds
     audience.join()
     if audience.terminal != CLIENTS:
         sys.exit(f"{CLIENTS - audience.terminal} clients missed the terminal message")
-    return elapsed, audience.latencies_ms, _cpu_seconds(web.process.pid) - cpu0
+    return elapsed, audience.latencies_ms, _cpu_seconds(web.process.pid) - cpu0, stage_seconds
 
 
 def _cpu_seconds(pid: int) -> float:
