@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -171,7 +172,8 @@ class _Floor:
         self.provider = provider_for(source)
         self.instruments, self.as_of = load_universe(self.provider, config)
         context = multiprocessing.get_context("fork")
-        self.start, self.fetched, self.finished = context.Barrier(3), context.Barrier(2), context.Queue()
+        self.start, self.fetched = context.Barrier(3, timeout=600), context.Barrier(2, timeout=600)
+        self.finished = context.Queue()
         middle = len(self.instruments) // 2
         self.orders = [context.Queue(), context.Queue()]
         connections.close_all()  # each process opens its own
@@ -195,7 +197,14 @@ class _Floor:
             orders.put(str(scan.id))
         self.start.wait()
         t0 = time.perf_counter()
-        return max(self.finished.get(timeout=600), self.finished.get(timeout=600)) - t0
+        ends: list[float] = []
+        while len(ends) < len(self.processes):
+            try:
+                ends.append(self.finished.get(timeout=1))
+            except queue.Empty:
+                if not all(process.is_alive() for process in self.processes):
+                    sys.exit("a floor process died (its traceback is above)")
+        return max(ends) - t0
 
     def close(self) -> None:
         for orders in self.orders:
