@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import django_with_own_redis, market_dir, report
+from bench.common import POLL_SECONDS, django_with_own_redis, market_dir, report
 
 CLIENTS = 50
 MODES = ("on", "off")
@@ -235,7 +235,7 @@ def _scan(
     t0 = time.time()
     services.scan_start(scan)
     while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
-        time.sleep(0.005)
+        time.sleep(POLL_SECONDS)
     if status != "completed":
         sys.exit(f"scan {scan.id} ended {status}")
     # Timed to the worker's own finish stamp: this process's view could lag behind while the

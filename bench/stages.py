@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import django_with_own_redis, market_dir, report
+from bench.common import POLL_SECONDS, django_with_own_redis, market_dir, report
 
 SCANS = 9
 
@@ -62,7 +62,7 @@ def _scan() -> dict[str, float]:
     t0 = time.time()
     scan = scan_create(owner=None, config=ScanConfig(), source=source)
     while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
-        time.sleep(0.01)
+        time.sleep(POLL_SECONDS)
     if status != "completed":
         sys.exit(f"scan {scan.id} ended {status}")
     scan = Scan.objects.get(id=scan.id)
