@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,18 @@ def report(name: str, figures: dict[str, Any]) -> None:
 # records, so this only sets how long the benchmark idles between scans; checking more often
 # costs CPU the scan itself is using (every 5 ms it was about a quarter of a core).
 POLL_SECONDS = 0.05
+
+
+def completed_scan(scan_id: Any) -> Any:
+    """The row of scan ``scan_id`` once it has ended; exits unless it completed. Time a scan to
+    the row's ``finished_at`` (its worker's stamp), not to when this returns."""
+    from scanner.models import TERMINAL_STATUSES, Scan
+
+    while (status := Scan.objects.values_list("status", flat=True).get(id=scan_id)) not in TERMINAL_STATUSES:
+        time.sleep(POLL_SECONDS)
+    if status != "completed":
+        sys.exit(f"scan {scan_id} ended {status}")
+    return Scan.objects.get(id=scan_id)
 
 
 def django_with_own_redis(work: Path, demo_symbols: int) -> Any:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import POLL_SECONDS, django_with_own_redis, market_dir, report
+from bench.common import completed_scan, django_with_own_redis, market_dir, report
 
 REPEATS = 3
 REPEATS_505 = 9
@@ -85,7 +85,6 @@ def _measure(redis_server: Any) -> dict[str, Any]:
     from cache_admin import store as cache
     from progress.tracker import ProgressTracker
     from scanner.engine.config import ScanConfig
-    from scanner.models import TERMINAL_STATUSES, Scan
     from scanner.runner import run_scan
     from scanner.services import scan_create
     from scanner.sources import DataSource, provider_for
@@ -105,12 +104,7 @@ def _measure(redis_server: Any) -> dict[str, Any]:
                 cache.clear()
             t0 = time.time()
             scan = scan_create(owner=None, config=config, source=source, batch_size=batch_size)
-            while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
-                time.sleep(POLL_SECONDS)
-            if status != "completed":
-                sys.exit(f"scan {scan.id} ended {status}")
-            # To the worker's finish stamp, not to when this loop sees it.
-            return Scan.objects.get(id=scan.id).finished_at.timestamp() - t0
+            return float(completed_scan(scan.id).finished_at.timestamp() - t0)
 
         once()  # warm-up: each worker process loads the provider once, as in production
         return statistics.median(once() for _ in range(repeats))

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import POLL_SECONDS, django_with_own_redis, market_dir, report
+from bench.common import completed_scan, django_with_own_redis, market_dir, report
 
 CLIENTS = 50
 MODES = ("on", "off")
@@ -219,7 +219,6 @@ def _scan(
     the seconds from enqueue to the first stage and of each stage (from the scan's row)."""
     from scanner import services
     from scanner.engine.config import ScanConfig
-    from scanner.models import TERMINAL_STATUSES, Scan
     from scanner.sources import DataSource
 
     folder = market_dir()
@@ -234,13 +233,7 @@ def _scan(
     cpu0 = _cpu_seconds(web.process.pid)
     t0 = time.time()
     services.scan_start(scan)
-    while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
-        time.sleep(POLL_SECONDS)
-    if status != "completed":
-        sys.exit(f"scan {scan.id} ended {status}")
-    # Timed to the worker's own finish stamp: this process's view could lag behind while the
-    # client thread holds the GIL.
-    row = Scan.objects.get(id=scan.id)
+    row = completed_scan(scan.id)
     elapsed = row.finished_at.timestamp() - t0
     stage_seconds = {"until_first_stage": row.universe_loading_started_at.timestamp() - t0}
     stage_seconds |= {stage: float(timing["seconds"]) for stage, timing in row.stage_timings().items()}

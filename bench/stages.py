@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import POLL_SECONDS, django_with_own_redis, market_dir, report
+from bench.common import completed_scan, django_with_own_redis, market_dir, report
 
 SCANS = 9
 
@@ -52,7 +51,7 @@ def main() -> None:
 def _scan() -> dict[str, float]:
     from cache_admin import store as cache
     from scanner.engine.config import ScanConfig
-    from scanner.models import STAGES, TERMINAL_STATUSES, Scan
+    from scanner.models import STAGES
     from scanner.services import scan_create
     from scanner.sources import DataSource
 
@@ -61,11 +60,7 @@ def _scan() -> dict[str, float]:
     cache.clear()
     t0 = time.time()
     scan = scan_create(owner=None, config=ScanConfig(), source=source)
-    while (status := Scan.objects.values_list("status", flat=True).get(id=scan.id)) not in TERMINAL_STATUSES:
-        time.sleep(POLL_SECONDS)
-    if status != "completed":
-        sys.exit(f"scan {scan.id} ended {status}")
-    scan = Scan.objects.get(id=scan.id)
+    scan = completed_scan(scan.id)
     parts = {"until_first_stage": 1000.0 * (scan.universe_loading_started_at.timestamp() - t0)}
     for stage in STAGES:
         started, ended = getattr(scan, f"{stage}_started_at"), getattr(scan, f"{stage}_ended_at")
