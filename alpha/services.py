@@ -84,7 +84,7 @@ def trained_alpha(model: AlphaModel) -> TrainedAlpha:
     """The engine's view of a stored model."""
     key = (model.pk, model.version)
     if key not in _PARSED:
-        _PARSED[key] = TrainedAlpha(AlphaFit.from_dict(model.parameters), model.evaluation)
+        _PARSED[key] = TrainedAlpha(AlphaFit.from_dict(model.parameters), model.evaluation, model.version)
         if len(_PARSED) > _PARSED_KEPT:
             _PARSED.popitem(last=False)
     return _PARSED[key]

@@ -87,7 +87,7 @@ def test_train_alpha_stores_a_versioned_model_with_its_window_and_evaluation_onc
     assert (model.data_cutoff, model.train_end) == (date(2016, 6, 30), date(2016, 6, 16))
     assert model.train_start == date(2014, 2, 7)  # 252 bars after the data's first day
     assert model.symbols > 480 and model.horizons == [5, 10]
-    assert AlphaFit.from_dict(model.parameters).version == model.version  # the version names the parameters
+    assert AlphaFit.from_dict(model.parameters).to_dict() == model.parameters  # everything prediction needs
     assert set(model.coefficients["10"]) >= {"ret_5d", "mom_12_1", "sector:Energy", "intercept"}
     for horizon in ("5", "10"):
         figures = model.evaluation["horizons"][horizon]

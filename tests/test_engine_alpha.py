@@ -24,7 +24,7 @@ from scanner.engine.alpha import (
 from scanner.engine.alpha.dataset import MIN_CROSS_SECTION, _excess_returns
 from scanner.engine.alpha.evaluation import daily_figures, decile_spread, newey_west_t, rank_ic
 from scanner.engine.alpha.features import feature_series
-from scanner.engine.alpha.model import _ridge
+from scanner.engine.alpha.model import HORIZONS, _ridge, model_version
 from scanner.engine.config import ScanConfig
 from scanner.engine.panel import build_panel
 from scanner.engine.scan import rank_rows, scan_batch
@@ -212,12 +212,35 @@ def test_scores_map_the_reference_distribution_onto_minus_a_half_to_a_half(train
 def test_a_model_round_trips_through_json_bit_for_bit(trained: TrainedAlpha) -> None:
     fit = trained.fit
     again = AlphaFit.from_dict(json.loads(json.dumps(fit.to_dict())))
-    assert again.version == fit.version and again.version.startswith("20160630-")
+    assert again.to_dict() == fit.to_dict()
     features = np.random.default_rng(3).normal(0, 0.1, (50, len(fit.features)))
     sectors = [fit.sectors[i % len(fit.sectors)] for i in range(50)]
     a, b = fit.predict(features, sectors), again.predict(features, sectors)
     for h in fit.horizons:
         np.testing.assert_array_equal(a[h], b[h])
+
+
+def test_the_version_names_the_data_the_cutoff_and_the_code_not_the_round_off(
+    subset: tuple[dict[str, Bars], dict[str, str]], trained: TrainedAlpha
+) -> None:
+    bars, sectors = subset
+    data = build_data(bars, sectors, CUTOFF, HORIZONS)
+    assert model_version(data, AlphaSettings()) == trained.version and trained.version.startswith("20160630-")
+    # what another CPU's floating point may do to generated bars: the last bits differ
+    noisy = {
+        s: Bars(b.dates, *(np.nextafter(x, np.inf) for x in (b.open, b.high, b.low, b.close, b.volume)))
+        for s, b in bars.items()
+    }
+    assert model_version(build_data(noisy, sectors, CUTOFF, HORIZONS), AlphaSettings()) == trained.version
+    changed = dict(bars)
+    b = bars["AAPL"]
+    close = b.close.copy()
+    close[100] *= 1.01
+    changed["AAPL"] = Bars(b.dates, b.open, b.high, b.low, close, b.volume)
+    assert model_version(build_data(changed, sectors, CUTOFF, HORIZONS), AlphaSettings()) != trained.version
+    assert model_version(data, AlphaSettings(ridge_lambda=0.1)) != trained.version
+    earlier = build_data(bars, sectors, date(2016, 6, 29), HORIZONS)
+    assert model_version(earlier, AlphaSettings()).startswith("20160629-")
 
 
 def test_the_model_reads_history_only_up_to_its_cutoff_minus_the_horizon(trained: TrainedAlpha) -> None:
@@ -308,7 +331,7 @@ def test_a_horizon_enters_the_ranking_only_with_a_significantly_positive_out_of_
 ) -> None:
     def with_ic(mean: float, t: float) -> TrainedAlpha:
         figures = {"rank_ic": {"mean": mean, "t_stat": t}}
-        return TrainedAlpha(trained.fit, {"horizons": {"5": figures, "10": figures}})
+        return TrainedAlpha(trained.fit, {"horizons": {"5": figures, "10": figures}}, trained.version)
 
     assert with_ic(0.03, 2.5).blend["alpha_10d"]["points"] == 5.0
     assert with_ic(0.03, 1.9).blend["alpha_10d"]["points"] == 0.0

@@ -16,7 +16,7 @@ from typing import Any
 from scanner.engine.alpha.dataset import AlphaData, AlphaDataError, build_data
 from scanner.engine.alpha.evaluation import walk_forward
 from scanner.engine.alpha.features import FEATURE_WINDOW, FEATURES, features_at_last
-from scanner.engine.alpha.model import HORIZONS, AlphaFit, AlphaSettings, AlphaTrainingError, fit_on_data
+from scanner.engine.alpha.model import HORIZONS, AlphaFit, AlphaSettings, AlphaTrainingError, fit_on_data, model_version
 from scanner.engine.types import Bars
 
 __all__ = (
@@ -32,6 +32,7 @@ __all__ = (
     "build_data",
     "features_at_last",
     "fit_alpha",
+    "model_version",
     "no_model_metrics",
     "ranking_score",
     "train",
@@ -60,14 +61,12 @@ def fit_alpha(
 
 @dataclass(frozen=True, eq=False)
 class TrainedAlpha:
-    """A fitted model with the walk-forward evaluation made on the data it was trained on."""
+    """A fitted model with the walk-forward evaluation made on the data it was trained on, and
+    its version (``model_version``: named by the data, the cut-off and the code, not the floats)."""
 
     fit: AlphaFit
     evaluation: dict[str, Any]
-
-    @property
-    def version(self) -> str:
-        return self.fit.version
+    version: str
 
     @property
     def blend(self) -> dict[str, dict[str, float]]:
@@ -105,7 +104,8 @@ def train(
     settings = settings or AlphaSettings()
     data = build_data(bars, sectors, cutoff, settings.horizons)
     evaluation = walk_forward(data, settings)
-    return TrainedAlpha(fit_on_data(data, len(data.calendar) - 1, settings), evaluation)
+    fit = fit_on_data(data, len(data.calendar) - 1, settings)
+    return TrainedAlpha(fit, evaluation, model_version(data, settings))
 
 
 def no_model_metrics(as_of: date) -> dict[str, Any]:

@@ -6,6 +6,7 @@ computed, so nothing after it can reach a feature, a target, the calendar or the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -45,6 +46,7 @@ class AlphaData:
     target: dict[int, np.ndarray]
     complete: np.ndarray  # (T, S) bool: every feature defined
     usable_dates: np.ndarray  # (T,) bool: at least MIN_CROSS_SECTION symbols complete
+    digest: str  # names the input: see input_digest
 
     @property
     def horizons(self) -> tuple[int, ...]:
@@ -92,7 +94,25 @@ def build_data(
         target=target,
         complete=complete,
         usable_dates=complete.sum(axis=1) >= MIN_CROSS_SECTION,
+        digest=input_digest(symbols, [sectors[x] for x in symbols], windows),
     )
+
+
+DIGEST_DECIMALS = 6
+"""Prices and volumes are rounded to this many decimals before hashing, so the last bits of a
+float (which a generated market may set differently on another CPU) cannot change the digest."""
+
+
+def input_digest(symbols: Sequence[str], sectors: Sequence[str], windows: Sequence[Bars]) -> str:
+    """SHA-256 of the training input: each symbol, its sector, its dates and its OHLCV rounded
+    to DIGEST_DECIMALS. Equal for equal data on any machine; a changed bar changes it."""
+    h = hashlib.sha256()
+    for symbol, sector, w in zip(symbols, sectors, windows, strict=True):
+        h.update(f"{symbol}\0{sector}\0{len(w)}\0".encode())
+        h.update(w.dates.astype("datetime64[D]").astype(np.int64).tobytes())
+        for column in (w.open, w.high, w.low, w.close, w.volume):
+            h.update(np.round(np.asarray(column, dtype=np.float64), DIGEST_DECIMALS).tobytes())
+    return h.hexdigest()
 
 
 def _excess_returns(close: np.ndarray, horizon: int) -> np.ndarray:

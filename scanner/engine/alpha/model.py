@@ -141,13 +141,6 @@ class AlphaFit:
             n_samples={h: int(data["n_samples"][str(h)]) for h in horizons},
         )
 
-    @property
-    def version(self) -> str:
-        """``<cut-off YYYYMMDD>-<first 10 hex digits of the parameters' SHA-256>``: the same fit
-        always has the same version, a different one (almost surely) another."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return f"{self.data_cutoff:%Y%m%d}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
-
     def named_coefficients(self) -> dict[str, dict[str, float]]:
         """Per horizon (``"5"``, ``"10"``) each regressor's weight by name (``sector:<name>``), and the intercept."""
         names = [*self.features, *(f"sector:{s}" for s in self.sectors)]
@@ -155,6 +148,27 @@ class AlphaFit:
             str(h): {**dict(zip(names, self.coefficients[h].tolist(), strict=True)), "intercept": self.intercepts[h]}
             for h in self.horizons
         }
+
+
+MODEL_REVISION = 1
+"""Raised whenever a change to the features, the dataset or the fit changes what a model is,
+so that models trained by different code never share a version."""
+
+
+def model_version(data: AlphaData, settings: AlphaSettings) -> str:
+    """``<cut-off YYYYMMDD>-<first 10 hex digits of a SHA-256>`` of the training input's digest,
+    the settings, the features and MODEL_REVISION: the same data, cut-off and code give the same
+    version on every machine, whatever the round-off of the fitted floats."""
+    named = {
+        "data": data.digest,
+        "settings": settings.as_dict(),
+        "features": list(FEATURES),
+        "quantiles": [QUANTILE_POINTS, QUANTILE_STRIDE],
+        "revision": MODEL_REVISION,
+    }
+    canonical = json.dumps(named, sort_keys=True, separators=(",", ":"))
+    cutoff = data.calendar[-1].astype(object)
+    return f"{cutoff:%Y%m%d}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 
 
 def fit_on_data(data: AlphaData, cutoff_index: int, settings: AlphaSettings) -> AlphaFit:
