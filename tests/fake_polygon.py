@@ -3,7 +3,8 @@
 Endpoints, in Polygon's JSON formats (``status``, ``request_id``, ``resultsCount``, ``results``,
 ``next_url``): per-ticker daily aggregates, grouped daily bars, reference tickers (paged) and
 ticker details (a SIC code standing for the symbol's GICS sector in ``constituents.csv``).
-Bar timestamps ``t`` are milliseconds at midnight New York, as Polygon's daily bars are. The key
+Bar timestamps ``t`` are milliseconds, as Polygon stamps them: per-ticker daily bars at midnight
+New York, grouped daily bars at the session's close (16:00 New York). The key
 is accepted as ``Authorization: Bearer <key>`` or ``?apiKey=<key>``; another answers 401.
 
 Behaviours are scripted with :meth:`FakePolygon.script` (an answer for the next ``times``
@@ -89,7 +90,8 @@ class FakePolygon(ThreadingHTTPServer):
         self.spans = {str(n): (int(s), int(e)) for n, s, e in zip(names, starts, ends, strict=True)}
         self.days = table["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
         self.values = {c: table[c].to_numpy().astype(np.float64) for c in _VALUES}
-        self.ms = {int(d): _midnight_new_york_ms(int(d)) for d in np.unique(self.days)}
+        self.ms = {int(d): _new_york_ms(int(d), 0) for d in np.unique(self.days)}
+        self.close_ms = {int(d): _new_york_ms(int(d), 16) for d in np.unique(self.days)}
         with (market / "constituents.csv").open(newline="") as fh:
             self.listed = sorted((r["symbol"], r["name"], r["sector"]) for r in csv.DictReader(fh))
         self.latency = latency
@@ -153,7 +155,7 @@ class FakePolygon(ThreadingHTTPServer):
         for symbol, (start, end) in self.spans.items():
             i = start + int(np.searchsorted(self.days[start:end], _day(day)))
             if i < end and self.days[i] == _day(day):
-                out.append({"T": symbol, **self._bar(i)})
+                out.append({"T": symbol, **self._bar(i), "t": self.close_ms[int(self.days[i])]})
         return out
 
     def _bar(self, i: int) -> dict[str, Any]:
@@ -166,9 +168,9 @@ def _day(d: date) -> int:
     return (d - date(1970, 1, 1)).days
 
 
-def _midnight_new_york_ms(day: int) -> int:
+def _new_york_ms(day: int, hour: int) -> int:
     d = date.fromordinal(date(1970, 1, 1).toordinal() + day)
-    return int(datetime(d.year, d.month, d.day, tzinfo=_NEW_YORK).astimezone(UTC).timestamp() * 1000)
+    return int(datetime(d.year, d.month, d.day, hour, tzinfo=_NEW_YORK).astimezone(UTC).timestamp() * 1000)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -283,6 +285,12 @@ def server_error(times: int | None, status: int = 500, match: str = "/") -> Rule
     if status == 502:
         body = "<html><body><h1>502 Bad Gateway</h1></body></html>"  # what a proxy in front answers
     return Rule(status, {}, body, times=times, match=match)
+
+
+def no_results(times: int | None, match: str = "/v2/aggs/grouped/") -> Rule:
+    """What Polygon answers for a trading day's grouped bars under load: 200, ``results: null``."""
+    body = {"queryCount": 0, "resultsCount": 0, "adjusted": True, "results": None, "status": "OK", "request_id": _rid()}
+    return Rule(200, {}, body, times=times, match=match)
 
 
 def hanging(times: int | None = None, match: str = "/") -> Rule:

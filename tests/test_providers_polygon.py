@@ -38,6 +38,7 @@ from tests.fake_polygon import (
     SIC_OF_SECTOR,
     FakePolygon,
     hanging,
+    no_results,
     rate_limited,
     server_error,
 )
@@ -129,6 +130,33 @@ def test_grouped_daily_bars_equal_per_ticker_bars_and_cost_one_request_per_day(p
     grouped = grouped_provider.bars(["AAPL", "KO"], AS_OF, 20)
     assert all(same_bars(grouped[s], per_ticker[s]) for s in ("AAPL", "KO"))
     assert len(fake.calls("/v2/aggs/grouped/")) == 20
+
+
+def test_a_grouped_day_answering_results_null_is_retried_not_read_as_a_day_without_bars(
+    polygon: Any, fake: FakePolygon, real_bars: dict[str, Bars]
+) -> None:
+    provider = polygon(strategy="grouped")
+    provider.calendar()
+    fake.script(no_results(times=2))  # two of the 20 days answer `results: null` once each
+    bars, failures = provider.bars_and_failures(["AAPL", "KO"], AS_OF, 20)
+
+    assert failures == {}
+    assert all(same_bars(bars[s], real_bars[s].window(AS_OF, 20)) for s in ("AAPL", "KO"))
+    assert len(fake.calls("/v2/aggs/grouped/")) == 22
+    assert provider.resilience.ledger.counts()["retried"] == 2
+
+
+def test_a_grouped_day_that_keeps_answering_no_rows_fails_its_symbols_with_the_reason(
+    polygon: Any, fake: FakePolygon
+) -> None:
+    provider = polygon(strategy="grouped", max_retries=2)
+    provider.calendar()
+    fake.script(no_results(times=None, match="/2018-01-31"))
+    bars, failures = provider.bars_and_failures(["AAPL", "KO"], AS_OF, 20)
+
+    assert bars == {} and set(failures) == {"AAPL", "KO"}
+    assert "2018-01-31" in failures["AAPL"] and "no rows in 3 answers" in failures["AAPL"]
+    assert len(fake.calls("/v2/aggs/grouped/locale/us/market/stocks/2018-01-31")) == 3
 
 
 def test_auto_picks_grouped_only_when_it_needs_at_most_half_the_requests(polygon: Any, fake: FakePolygon) -> None:

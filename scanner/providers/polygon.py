@@ -282,8 +282,7 @@ class PolygonProvider:
         per_day: dict[str, list[dict[str, Any]]] = {}
 
         def one_day(day: str) -> None:
-            page = self.client.get(f"/v2/aggs/grouped/locale/us/market/stocks/{day}", {"adjusted": "true"})
-            per_day[day] = [r for r in page.get("results") or [] if r.get("T") in wanted]
+            per_day[day] = [r for r in self._grouped_day(day) if r.get("T") in wanted]
 
         _, failed = self._each([str(d) for d in days], one_day)
         if failed:
@@ -305,6 +304,22 @@ class PolygonProvider:
             if win is not None:
                 out[symbol] = win
         return out, failures
+
+    def _grouped_day(self, day: str) -> list[dict[str, Any]]:
+        """Every symbol's bar of the market day ``day``. Polygon sometimes answers a trading
+        day's grouped bars with ``results: null`` under load; a market day of the calendar always
+        has bars, so that answer is retried like a 5xx and, when it persists, the day fails
+        (RequestFailed) instead of reading as a day without bars."""
+        policy = self.client.resilience.policy
+        for attempt in range(policy.max_retries + 1):
+            page = self.client.get(f"/v2/aggs/grouped/locale/us/market/stocks/{day}", {"adjusted": "true"})
+            rows = page.get("results")
+            if rows:
+                return list(rows)
+            if attempt < policy.max_retries:
+                self.client.resilience.ledger.note("retried")
+                self.client.sleep(policy.delay(attempt))
+        raise RequestFailed(f"grouped daily bars of {day}: no rows in {policy.max_retries + 1} answers of a market day")
 
     def _read_calendar(self) -> np.ndarray:
         today = datetime.now(_NEW_YORK).date()
