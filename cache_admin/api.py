@@ -40,6 +40,9 @@ class CacheStatsSerializer(serializers.Serializer):
     memory = serializers.DictField(help_text="the Redis server's used, peak, fragmentation, maxmemory and policy")
     server = serializers.DictField(help_text="Redis version, uptime, clients, evicted and expired keys, ping")
     error = serializers.CharField(allow_null=True)
+    total_keys = serializers.IntegerField(allow_null=True, help_text="the same as keys, for older dashboards")
+    memory_used_mb = serializers.FloatField(allow_null=True, help_text="the Redis server's used memory, MiB")
+    keys_by_type = serializers.DictField(child=serializers.IntegerField(), help_text="keys per kind")
 
 
 class CacheClearedSerializer(serializers.Serializer):

@@ -36,6 +36,10 @@ class CacheStats:
     memory: dict[str, Any] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # The fields the original dashboard reads, kept at the top level (PRODUCT.md).
+    total_keys: int | None = None
+    memory_used_mb: float | None = None
+    keys_by_type: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +65,9 @@ def cache_stats() -> CacheStats:
         misses=misses,
         hit_rate=_rate(hits, misses),
         keys=sum(keys.values()),
+        total_keys=sum(keys.values()),
+        keys_by_type=dict(keys),
+        memory_used_mb=round(info["used_memory"] / 2**20, 2) if info.get("used_memory") is not None else None,
         by_kind=by_kind,
         memory={
             "used_bytes": info.get("used_memory"),

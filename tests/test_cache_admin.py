@@ -150,6 +150,15 @@ def test_statistics_need_a_signed_in_user(cached: RedisServer) -> None:
     assert body["status"] in {"excellent", "good", "poor", "idle"}
 
 
+def test_statistics_keep_the_fields_the_original_dashboard_reads(cached: RedisServer) -> None:
+    body = client_for(user_with_token("analyst")).get("/api/cache/stats").json()
+    assert body["total_keys"] == body["keys"] == sum(body["keys_by_type"].values())
+    assert body["keys_by_type"]["bars"] == 3 and set(body["keys_by_type"]) == set(body["by_kind"])
+    assert "hit_rate" in body and 0 < body["memory_used_mb"] < 10_000
+    used = cached.client().info("memory")["used_memory"] / 2**20
+    assert abs(body["memory_used_mb"] - used) < 5
+
+
 def test_only_staff_may_clear_or_warm_through_the_api(cached: RedisServer, queued: list[tuple[Any, ...]]) -> None:
     analyst = client_for(user_with_token("analyst"))
     for path in ("/api/cache/clear", "/api/cache/warm"):
