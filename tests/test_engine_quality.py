@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scanner.engine.panel import Panel, build_panel
-from scanner.engine.quality import SIGMA_RETURNS, QualityReport, validate_panel
+from scanner.engine.quality import LAST_BAR_VOLUME_RATIO, SIGMA_RETURNS, QualityReport, validate_panel
 from scanner.engine.types import Bars
 
 # anomalies.csv issue -> (flag code, number of listed rows)
@@ -272,3 +272,73 @@ def test_flags_are_sorted_by_date_then_code(real_bars: dict[str, Bars], calendar
             "large_move:2016-05-20",
         ]
     ]
+
+
+# --- the last bar ---------------------------------------------------------------------------
+
+FOREIGN_DAY = date(2017, 9, 14)
+
+
+def _last_bar_flagged(bars: dict[str, Bars], day: np.datetime64) -> tuple[set[str], int]:
+    """Symbols whose window ending on ``day`` flags its last bar, and how many were judged."""
+    windows = {s: b.window(day.astype(object), SIGMA_RETURNS + 2) for s, b in bars.items()}
+    windows = {s: w for s, w in windows.items() if len(w) == SIGMA_RETURNS + 2 and w.dates[-1] == day}
+    if not windows:
+        return set(), 0
+    report = validate_panel(build_panel(list(windows.values())))
+    flagged = {s for s, flags in zip(windows, report.flags, strict=True) if f"suspect_last_bar:{day}" in flags}
+    return flagged, len(windows)
+
+
+def test_the_foreign_bars_of_2017_09_14_are_flagged_when_they_are_the_scans_last_bar(
+    real_bars: dict[str, Bars], anomalies: list[dict[str, str]]
+) -> None:
+    foreign = {a["symbol"] for a in anomalies if a["issue"] == "suspect_bad_bar_2017-09-14"}
+    flagged, judged = _last_bar_flagged(real_bars, np.datetime64(FOREIGN_DAY))
+    assert judged > 480
+    assert flagged >= foreign and len(foreign) == 19  # recall 19 of 19
+    assert len(flagged - foreign) <= 3  # docs/data.md: 3 others that day
+
+
+def test_last_bar_flags_on_clean_bars_stay_below_one_in_a_thousand(
+    real_bars: dict[str, Bars], real_calendar: np.ndarray, anomalies: list[dict[str, str]]
+) -> None:
+    listed = {(a["symbol"], a["date"]) for a in anomalies}
+    judged = wrong = 0
+    for day in real_calendar[SIGMA_RETURNS + 1 :: 10]:  # every tenth market day
+        flagged, n = _last_bar_flagged(real_bars, day)
+        judged += n
+        wrong += len({s for s in flagged if (s, str(day)) not in listed})
+    assert judged > 55_000
+    assert wrong < judged / 1_000, (wrong, judged)
+
+
+def _gapped_last_bar(bars: Bars, gap: float, volume_ratio: float) -> Bars:
+    """``bars`` whose last bar opens, trades and closes ``gap`` (a fraction) away from the
+    previous close, on ``volume_ratio`` times the median volume of the bars before."""
+    arrays = {name: getattr(bars, name).copy() for name in ("dates", "open", "high", "low", "close", "volume")}
+    level = arrays["close"][-2] * (1 + gap)
+    arrays["open"][-1], arrays["close"][-1] = level, level
+    arrays["high"][-1], arrays["low"][-1] = level * 1.002, level * 0.998
+    arrays["volume"][-1] = volume_ratio * np.median(arrays["volume"][-21:-1])
+    return Bars(**arrays)
+
+
+def test_a_last_bar_that_gaps_far_on_ordinary_volume_is_suspect_and_on_news_volume_is_not() -> None:
+    clean = _clean_bars(300)
+    quiet = _gapped_last_bar(clean, 0.15, 1.0)
+    news = _gapped_last_bar(clean, 0.15, 2 * LAST_BAR_VOLUME_RATIO)
+    small = _gapped_last_bar(clean, 0.01, 1.0)
+    report = validate_panel(build_panel([clean, quiet, news, small]))
+    last = str(clean.dates[-1])
+    suspect = [[f for f in flags if f.startswith("suspect_last_bar")] for flags in report.flags]
+    assert suspect == [[], [f"suspect_last_bar:{last}"], [], []]
+    # once the next bar is in (back at the old level), the bar is no longer the last one and
+    # the spike rule judges it instead
+    grown = _clean_bars(301)
+    arrays = {name: getattr(grown, name).copy() for name in ("dates", "open", "high", "low", "close", "volume")}
+    for name in ("open", "high", "low", "close", "volume"):
+        arrays[name][:-1] = getattr(quiet, name)
+        arrays[name][-1] = getattr(quiet, name)[-2]
+    flags = validate_panel(build_panel([Bars(**arrays)])).flags[0]
+    assert f"one_bar_spike:{last}" in flags and f"suspect_last_bar:{last}" not in flags

@@ -30,12 +30,21 @@ or not positive, or any volume is non-finite or negative. Per-bar flags, ``"<cod
     * absolute tier: ``|dev| >= max(SPIKE_BIG, SPIKE_BIG_AGREE_RATIO * |agree|)``, for prints
       too large to be noise even in a very volatile name, whatever the history.
 
-    The rule needs the next bar, so a window's last bar is never a spike (no look-ahead).
+    The rule needs the next bar, so a window's last bar is never a spike (no look-ahead);
+    ``suspect_last_bar`` judges that bar instead.
     Calibration on the real 2013-2018 S&P 500 set: the 34 listed bad bars and spikes have
     ``|dev|`` >= 0.051, vol-tier z >= 5.2 and ``|dev| / |agree|`` >= 3.6 where ``|dev|`` < 0.12
     (the 2017-09-14 foreign bars), and ``|dev| / |agree|`` >= 2.0 where ``|dev|`` >= 0.12.
     Beyond those 34 the rule flags 49 of the 619,029 bars, 14 of them on 2014-10-30, which
     looks like a second day of foreign bars; the rest are mostly earnings-day round trips.
+``suspect_last_bar``
+    The window's last bar, judged with what is known on its day: its whole range lies at least
+    ``LAST_BAR_GAP_SIGMAS`` robust daily volatilities (``sigma`` as above, over the
+    ``SIGMA_RETURNS`` returns ending at the bar before) away from the previous close, a gap the
+    bar never came back into, while its volume stays under ``LAST_BAR_VOLUME_RATIO`` times the
+    median of the 20 bars before (a move that size without news-like volume: what a bar taken
+    from another symbol looks like). Silent for windows under ``SIGMA_RETURNS + 2`` bars. Its
+    recall and false positives on the real data are in docs/data.md.
 """
 
 from __future__ import annotations
@@ -50,8 +59,9 @@ LARGE_MOVE = "large_move"
 MISSING_DAYS = "missing_days"
 OHLC_INCONSISTENT = "ohlc_inconsistent"
 ONE_BAR_SPIKE = "one_bar_spike"
+SUSPECT_LAST_BAR = "suspect_last_bar"
 # Alphabetical, so sorting hits by code index sorts them by code.
-FLAG_CODES: tuple[str, ...] = (LARGE_MOVE, MISSING_DAYS, OHLC_INCONSISTENT, ONE_BAR_SPIKE)
+FLAG_CODES: tuple[str, ...] = (LARGE_MOVE, MISSING_DAYS, OHLC_INCONSISTENT, ONE_BAR_SPIKE, SUSPECT_LAST_BAR)
 
 LARGE_MOVE_THRESHOLD = 0.40
 SIGMA_RETURNS = 60
@@ -61,6 +71,9 @@ SPIKE_SIGMAS = 5.0
 SPIKE_AGREE_RATIO = 3.0
 SPIKE_BIG = 0.12
 SPIKE_BIG_AGREE_RATIO = 1.5
+LAST_BAR_GAP_SIGMAS = 4.0
+LAST_BAR_VOLUME_RATIO = 2.5
+LAST_BAR_VOLUME_BARS = 20
 
 _PRICE_FIELDS = ("open", "high", "low", "close")
 _Hits = tuple[np.ndarray, np.ndarray]  # (rows, columns) of flagged bars
@@ -94,6 +107,7 @@ def validate_panel(panel: Panel, calendar: np.ndarray | None = None) -> QualityR
         LARGE_MOVE: _large_moves(panel, valid),
         OHLC_INCONSISTENT: _ohlc_inconsistent(panel, valid),
         ONE_BAR_SPIKE: _one_bar_spikes(panel, valid),
+        SUSPECT_LAST_BAR: _suspect_last_bars(panel),
     }
     if calendar is not None:
         hits[MISSING_DAYS] = _missing_days(panel, valid, calendar)
@@ -199,3 +213,21 @@ def _one_bar_spikes(panel: Panel, valid: np.ndarray) -> _Hits:
         sigma = MAD_TO_SIGMA * np.median(abs_ret, axis=1)
         hit[need] = d[need] >= SPIKE_SIGMAS * sigma
     return r[hit], bar[hit]
+
+
+def _suspect_last_bars(panel: Panel) -> _Hits:
+    """Each row's last bar when it is suspect per the module docstring."""
+    rows = np.flatnonzero(panel.lengths >= SIGMA_RETURNS + 2)
+    last = panel.lengths[rows] - 1
+    c = panel.close
+    prev = c[rows, last - 1]
+    # Closes t-61 .. t-1 give the SIGMA_RETURNS returns that end at bar t-1.
+    window = (last - SIGMA_RETURNS - 1)[:, None] + np.arange(SIGMA_RETURNS + 1)[None, :]
+    volumes = (last - LAST_BAR_VOLUME_BARS)[:, None] + np.arange(LAST_BAR_VOLUME_BARS)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = MAD_TO_SIGMA * np.median(np.abs(np.diff(np.log(c[rows[:, None], window]), axis=1)), axis=1)
+        low, high = panel.low[rows, last], panel.high[rows, last]
+        gap = np.where(low > prev, np.log(low / prev), np.where(high < prev, np.log(prev / high), 0.0))
+        ratio = panel.volume[rows, last] / np.median(panel.volume[rows[:, None], volumes], axis=1)
+        hit = (gap >= LAST_BAR_GAP_SIGMAS * sigma) & (gap > 0) & (ratio < LAST_BAR_VOLUME_RATIO)
+    return rows[hit], last[hit]
