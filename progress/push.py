@@ -1,8 +1,8 @@
 """Sending progress to the channel layer from synchronous code (Celery workers, commands).
 
-``async_to_sync`` would start an event loop and open a Redis connection for every message
-(~5 ms); instead each process keeps one event loop in a daemon thread and hands it the
-coroutines (~0.3 ms a message). A push that fails is logged and dropped: the snapshot is in
+``async_to_sync`` would start an event loop and open a Redis connection for every message;
+instead each process keeps one event loop (and its connection) in a daemon thread and hands it
+the coroutines. A push that fails is logged and dropped: the snapshot is in
 Redis either way, and REST, SSE and a reconnecting WebSocket read it from there.
 """
 

@@ -8,11 +8,10 @@ id and batch numbers; bars travel through the price cache, never through the bro
 
 The workflow is sent in two parts. A chord's body travels inside every header task's message,
 so a ``symbol_scanning`` chord built up front would be copied into each of the N
-``fetch_batch`` messages: N² signatures, which at one symbol per batch took seconds to publish.
-So ``gather_fetches`` sends the rest of the workflow, built here from ``symbol_scanning`` on,
-with the same error callback. (Sent, not ``Task.replace``: a replaced task ends by raising, and
-Celery's recording of that exception kept ``gather_fetches`` and its prefetch slot, which the
-second scanning batch waits for, about 10 ms longer.)
+``fetch_batch`` messages: N² signatures to publish. So ``gather_fetches`` sends the rest of the
+workflow, built here from ``symbol_scanning`` on, with the same error callback. (Sent, not
+``Task.replace``: a replaced task ends by raising, and Celery's recording of that exception holds
+``gather_fetches`` and its prefetch slot, which the second scanning batch waits for, longer.)
 """
 
 from __future__ import annotations
