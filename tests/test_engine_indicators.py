@@ -25,7 +25,6 @@ from scanner.engine.indicators import (
     obv,
     rsi,
     sma,
-    wilder,
 )
 from scanner.engine.panel import Panel, build_panel
 from scanner.engine.types import Bars
@@ -106,17 +105,6 @@ def test_series_functions_agree_with_talib_on_a_panel_of_mixed_lengths(
             n = len(b)
             np.testing.assert_allclose(values[row, :n], theirs(b), rtol=RTOL, atol=ATOL, err_msg=f"{name} row {row}")
             assert np.isnan(values[row, n:]).all(), f"{name} has values past the end of row {row}"
-
-
-def test_wilder_smoothing_is_seeded_with_the_mean_of_the_first_n_values(real_bars: dict[str, Bars]) -> None:
-    bars = [real_bars[s] for s in ("AAPL", "GOOG", "DXC")]
-    smoothed = wilder(build_panel(bars).volume, 14)
-    for row, b in enumerate(bars):
-        expected = np.full(len(b), np.nan)
-        expected[13] = b.volume[:14].mean()
-        for t in range(14, len(b)):
-            expected[t] = (expected[t - 1] * 13 + b.volume[t]) / 14
-        np.testing.assert_allclose(smoothed[row, : len(b)], expected, rtol=RTOL)
 
 
 def test_last_bar_values_equal_the_series_at_each_rows_last_bar(

@@ -100,11 +100,6 @@ def ema(x: np.ndarray, n: int) -> np.ndarray:
     return _smooth(x, n, 2.0 / (n + 1), n - 1)
 
 
-def wilder(x: np.ndarray, n: int) -> np.ndarray:
-    """Wilder smoothing (alpha = 1/n) seeded with the mean of the first ``n`` values at column ``n - 1``."""
-    return _smooth(x, n, 1.0 / n, n - 1)
-
-
 def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     """TA-Lib RSI: Wilder averages of gains and losses seeded with the mean of the first ``n`` changes.
 
