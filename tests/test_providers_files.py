@@ -14,7 +14,6 @@ import pytest
 
 from scanner.engine.types import Bars, Instrument
 from scanner.providers import (
-    PROVIDER_NAMES,
     DataProviderError,
     DataSourceError,
     DemoProvider,
@@ -308,7 +307,6 @@ def test_get_provider_rejects_an_unknown_name_listing_the_valid_ones() -> None:
     with pytest.raises(UnknownProviderError, match="demo, parquet, csv, polygon") as info:
         get_provider("yahoo")
     assert isinstance(info.value, DataProviderError)
-    assert PROVIDER_NAMES == ("demo", "parquet", "csv", "polygon")
 
 
 def test_get_provider_explains_what_a_provider_is_missing() -> None:
