@@ -68,10 +68,11 @@ def completed_scan(scan_id: Any) -> Any:
     return Scan.objects.get(id=scan_id)
 
 
-def django_with_own_redis(work: Path, demo_symbols: int) -> Any:
-    """Environment for a benchmark in ``work``: a redis-server of its own, a SQLite database
-    there, Django set up and migrated. Returns the started ``RedisServer`` (stop it at the end);
-    the worker and web processes get the same variables from ``os.environ``."""
+def django_with_own_redis(work: Path, demo_symbols: int, appendonly: bool = False) -> Any:
+    """Environment for a benchmark in ``work``: a redis-server of its own (with an append-only
+    file if ``appendonly``), a SQLite database there, Django set up and migrated. Returns the
+    started ``RedisServer`` (stop it at the end); the worker and web processes get the same
+    variables from ``os.environ``."""
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "technic_project.settings",
@@ -84,7 +85,7 @@ def django_with_own_redis(work: Path, demo_symbols: int) -> Any:
     )
     from tests.processes import RedisServer
 
-    redis_server = RedisServer(work)
+    redis_server = RedisServer(work, appendonly=appendonly)
     redis_server.start()
     os.environ["REDIS_URL"] = redis_server.url
 

@@ -1,5 +1,5 @@
-"""``GET /api/cache/stats`` (any signed-in user), ``POST /api/cache/clear`` and
-``POST /api/cache/warm`` (staff only)."""
+"""``GET /api/cache/stats`` (any signed-in user; where the cache's Redis is, for staff only),
+``POST /api/cache/clear`` and ``POST /api/cache/warm`` (staff only)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ class CacheStatsSerializer(serializers.Serializer):
         help_text="by hit rate: excellent ≥ 80 %, good 50-79 %, poor < 50 %; idle before any lookup",
     )
     available = serializers.BooleanField()
-    url = serializers.CharField(help_text="CACHE_REDIS_URL without its password")
+    url = serializers.CharField(
+        allow_null=True, help_text="CACHE_REDIS_URL without its password; staff only (null for others)"
+    )
     hits = serializers.IntegerField(allow_null=True)
     misses = serializers.IntegerField(allow_null=True)
     hit_rate = serializers.FloatField(allow_null=True, help_text="percent")
@@ -39,7 +41,7 @@ class CacheStatsSerializer(serializers.Serializer):
     by_kind = serializers.DictField(child=CacheKindSerializer(), help_text="bars, universe, results")
     memory = serializers.DictField(help_text="the Redis server's used, peak, fragmentation, maxmemory and policy")
     server = serializers.DictField(help_text="Redis version, uptime, clients, evicted and expired keys, ping")
-    error = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="why the cache is unavailable (the details for staff)")
     total_keys = serializers.IntegerField(allow_null=True, help_text="the same as keys, for older dashboards")
     memory_used_mb = serializers.FloatField(allow_null=True, help_text="the Redis server's used memory, MiB")
     keys_by_type = serializers.DictField(child=serializers.IntegerField(), help_text="keys per kind")
@@ -77,8 +79,14 @@ def cache_unavailable(err: Exception) -> ApiError:
 class CacheStatsView(APIView):
     @extend_schema(responses={200: CacheStatsSerializer, 401: error_response("NOT_AUTHENTICATED")})
     def get(self, request: Request) -> Response:
-        """The price cache's statistics; ``status`` says ``unavailable`` when its Redis is down."""
-        return Response(CacheStatsSerializer(cache_stats().as_dict()).data)
+        """The price cache's statistics; ``status`` says ``unavailable`` when its Redis is down.
+        Where the cache's Redis is (``url``, and the address in ``error``) is shown to staff only."""
+        stats = cache_stats().as_dict()
+        if not IsAdminUser().has_permission(request, self):
+            stats["url"] = None
+            if stats["error"]:
+                stats["error"] = "the price cache's Redis cannot be reached"
+        return Response(CacheStatsSerializer(stats).data)
 
 
 class CacheClearView(APIView):

@@ -4,7 +4,9 @@ Every message is the progress snapshot of PRODUCT.md plus ``"type"``: ``"progres
 ``"terminal"`` for the last one (status completed, failed or cancelled), after which the
 server closes with 1000. A connection is refused before the handshake completes with 4401
 (not authenticated) or 4404 (no such scan, or not the user's: staff included); ASGI servers
-such as daphne turn a refusal into an HTTP 403 answer to the upgrade request.
+such as daphne turn a refusal into an HTTP 403 answer to the upgrade request. A user already
+holding TECHNIC_MAX_LIVE_CONNECTIONS live connections (``progress.connections``) is accepted,
+then closed at once with 4429.
 
 ``Outbox`` is the coalescing rule shared with the SSE stream (``progress.views``).
 """
@@ -22,6 +24,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from progress.connections import CLOSE_TOO_MANY, RENEW_SECONDS, Lease, alive_acquire, alive_release, alive_renew
 from progress.store import current_snapshot, group_name, wire
 from progress.tracker import TERMINAL
 from scanner.models import Scan
@@ -116,6 +119,8 @@ class ScanProgressConsumer(AsyncWebsocketConsumer):
         self.group: str | None = None
         self.outbox = Outbox()
         self.flusher: asyncio.Task[None] | None = None
+        self.lease: Lease | None = None
+        self.renewer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -126,6 +131,15 @@ class ScanProgressConsumer(AsyncWebsocketConsumer):
         if scan is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.lease = await alive_acquire(user.pk)
+        if self.lease is None:
+            # Accepted first, so that the client sees the code (a refusal before the handshake
+            # reaches it as a bare HTTP 403).
+            await self.accept()
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        self.renewer = asyncio.create_task(self._renew())
+        self.renewer.add_done_callback(_log_renew_failure)
         # Subscribe before reading the snapshot, so no push falls between the two; pushes
         # older than the snapshot are then dropped by seq.
         self.group = group_name(scan.id)
@@ -155,6 +169,11 @@ class ScanProgressConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.flusher is not None:
             self.flusher.cancel()
+        if self.renewer is not None:
+            self.renewer.cancel()
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            await alive_release(lease)
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -164,6 +183,12 @@ class ScanProgressConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             await self._send(self.outbox.take_due())
         self.flusher = None
+
+    async def _renew(self) -> None:
+        """Keeps this connection's place in its user's count of live connections."""
+        while self.lease is not None:
+            await asyncio.sleep(RENEW_SECONDS)
+            await alive_renew(self.lease)
 
     async def _send(self, snap: Snapshot | None) -> None:
         if snap is None:
@@ -176,3 +201,8 @@ class ScanProgressConsumer(AsyncWebsocketConsumer):
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("sending a pending progress update failed", exc_info=task.exception())
+
+
+def _log_renew_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("renewing a live connection's lease failed", exc_info=task.exception())

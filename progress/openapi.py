@@ -86,7 +86,7 @@ def _event_stream_operation(operation_id: str) -> dict[str, Any]:
                 "description": "the last seq received",
             },
         ],
-        "security": [{"tokenAuth": []}, {"cookieAuth": []}, {"tokenQuery": []}],
+        "security": [{"tokenAuth": []}, {"cookieAuth": []}, {"ticketQuery": []}, {"tokenQuery": []}],
         "responses": {
             "200": {
                 "description": "the event stream",
@@ -95,19 +95,32 @@ def _event_stream_operation(operation_id: str) -> dict[str, Any]:
             "204": {"description": "the client already has the terminal event: stop reconnecting"},
             "401": {"description": "NOT_AUTHENTICATED", **error},
             "404": {"description": "SCAN_NOT_FOUND (or not the caller's), or a malformed scan_id", **error},
+            "429": {
+                "description": "TOO_MANY_CONNECTIONS: the user holds the most live WebSocket and SSE connections "
+                "allowed (with Retry-After)",
+                **error,
+            },
+            "503": {"description": "REDIS_UNAVAILABLE: live progress needs Redis (with Retry-After)", **error},
         },
     }
 
 
 def add_event_stream_paths(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: documents ``/scan/sse/{scan_id}`` and its alias
-    ``/scan/stream/{scan_id}``, and the ``?token=`` scheme that clients without headers use."""
+    ``/scan/stream/{scan_id}``, and the ``?ticket=`` and ``?token=`` schemes that clients without
+    headers use."""
     result["paths"]["/scan/sse/{scan_id}"] = {"get": _event_stream_operation("scan_sse_retrieve")}
     result["paths"]["/scan/stream/{scan_id}"] = {"get": _event_stream_operation("scan_stream_retrieve")}
     result["components"]["securitySchemes"]["tokenQuery"] = {
         "type": "apiKey",
         "in": "query",
         "name": "token",
-        "description": "the API token, for WebSocket and SSE clients that cannot set headers",
+        "description": "the API token, for WebSocket and SSE clients that cannot set headers (prefer a ticket)",
+    }
+    result["components"]["securitySchemes"]["ticketQuery"] = {
+        "type": "apiKey",
+        "in": "query",
+        "name": "ticket",
+        "description": "a ticket from POST /api/auth/ticket/, valid 60 s: keeps the token out of URLs",
     }
     return result

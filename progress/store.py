@@ -4,11 +4,16 @@ Per scan (prefix ``<TECHNIC_KEY_PREFIX>:progress:<scan_id>``):
 
 * ``:state`` — a hash of what the stage tasks reported: ``seq``, ``status``, ``started``,
   ``ended``, ``stage`` (index of the current stage), ``message``, ``cache_hits``,
-  ``cache_misses``, ``cache_down``, and per stage ``<stage>.started``, ``.ended``, ``.current``, ``.total``,
-  ``.last`` (last symbol). Every update is one Lua call that applies its changes, increments
-  ``seq`` and returns the whole hash, so the snapshot built from it is consistent: counters only
-  grow, stages only start and end, the current stage only moves forward, nothing changes once
-  the status is terminal. Hence ``seq`` and ``overall_progress`` never go back.
+  ``cache_misses``, ``cache_down``, ``cancel_requested`` (when a cancel was asked for), and per
+  stage ``<stage>.started``, ``.ended``, ``.current``, ``.total``, ``.last`` (last symbol). Every
+  update is one Lua call that applies its changes, increments ``seq`` and returns the whole
+  hash, so the snapshot built from it is consistent: counters only grow and never pass their
+  stage's total, stages only start and end, the current stage only moves forward, nothing
+  changes once the status is terminal. Hence ``seq`` and ``overall_progress`` never go back.
+* ``:batches`` — per batch of a counting stage (``<stage>:<index>``), the most units it has
+  reported done. A batch reports how far it got, not increments, and the stage counter grows
+  only by what a report adds above that batch's best: a redelivered batch, which starts again
+  from zero, is counted once.
 * ``:push`` — the push throttle (``SET NX PX``): a counter update reaches the channel layer only
   if nothing was pushed in the last ``PUSH_INTERVAL_MS``; stage starts, handovers (a stage's
   end and the next one's start, one update) and terminal states always, at once (and restart
@@ -20,6 +25,13 @@ it, the tracker's prior for the next scans' ETAs (``learn_rates``, ``learned_rat
 
 Every key expires after ``TTL_SECONDS``; a finished scan's last snapshot is also kept on its
 database row (``Scan.progress``), so ``current_snapshot`` answers after Redis forgot it.
+
+When the state of a scan that has begun is missing (Redis was flushed or restarted without its
+data, or the key expired) the next update rebuilds it from the database row first — status,
+stage times, the symbols with an outcome — then applies itself (``_rebuild_fields``); ``seq``
+then goes on from the microseconds since the scan was created, above any ``seq`` it had, so
+clients keep taking its snapshots. The terminal update also fills in, from the row, whatever
+Redis lacks, so the final snapshot agrees with the database.
 The snapshot is the payload of PRODUCT.md, built by ``progress.tracker.ProgressTracker``, plus
 ``updated_at`` (epoch seconds when it was built) and, once terminal, ``results_url``.
 """
@@ -27,8 +39,10 @@ The snapshot is the payload of PRODUCT.md, built by ``progress.tracker.ProgressT
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -37,7 +51,10 @@ from django.conf import settings
 
 from progress import push
 from progress.tracker import STAGES, TERMINAL, ProgressTracker
+from scanner.models import Scan, ScanResult, ScanSkip
 from technic_project.redis_client import main_redis
+
+logger = logging.getLogger(__name__)
 
 TTL_SECONDS = 2 * 24 * 3600
 RATES_TTL_SECONDS = 30 * 24 * 3600
@@ -45,11 +62,28 @@ RATES_REREAD_SECONDS = 30.0
 PUSH_INTERVAL_MS = 100
 ETA_SAMPLES_KEPT = 2000
 COUNTING_STAGES = {"data_fetching": "Fetching bars", "symbol_scanning": "Scanning"}
+LOST = -1  # the update script's answer when the state it needs is missing
 
+# One change to the state hash: (kind, field, value, …), applied by the update script.
+Op = tuple[Any, ...]
+
+# ARGV[5]: '' when the state must already exist (else the script answers LOST and changes
+# nothing), or a JSON object of fields to seed a missing state with before applying the ops.
 _UPDATE = """
-local state, throttle = KEYS[1], KEYS[2]
+local state, throttle, batches = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', state) == 0 then
+  if ARGV[5] == '' then return -1 end
+  for field, value in pairs(cjson.decode(ARGV[5])) do redis.call('HSET', state, field, value) end
+end
 local status = redis.call('HGET', state, 'status')
 if status == 'completed' or status == 'failed' or status == 'cancelled' then return false end
+local function add_units(stage, units)
+  local field = stage .. '.current'
+  local current = (tonumber(redis.call('HGET', state, field)) or 0) + units
+  local total = tonumber(redis.call('HGET', state, stage .. '.total'))
+  if total ~= nil and current > total then current = total end
+  redis.call('HSET', state, field, current)
+end
 for _, op in ipairs(cjson.decode(ARGV[1])) do
   local kind, field, value = op[1], op[2], op[3]
   if kind == 'set' then redis.call('HSET', state, field, value)
@@ -58,6 +92,22 @@ for _, op in ipairs(cjson.decode(ARGV[1])) do
   elseif kind == 'max' then
     local current = tonumber(redis.call('HGET', state, field))
     if current == nil or tonumber(value) > current then redis.call('HSET', state, field, value) end
+  elseif kind == 'add' then add_units(field, tonumber(value))
+  elseif kind == 'batch' then
+    local key = field .. ':' .. op[4]
+    local best = tonumber(redis.call('HGET', batches, key)) or 0
+    local done = tonumber(value)
+    if done > best then
+      redis.call('HSET', batches, key, done)
+      add_units(field, done - best)
+      if op[5] ~= 0 then redis.call('HINCRBY', state, 'cache_hits', op[5]) end
+      if op[6] ~= 0 then redis.call('HINCRBY', state, 'cache_misses', op[6]) end
+    end
+    redis.call('EXPIRE', batches, ARGV[2])
+  elseif kind == 'fill' then
+    if redis.call('HEXISTS', state, 'cancel_requested') == 0 then
+      redis.call('HSET', state, field .. '.current', redis.call('HGET', state, field .. '.total') or 0)
+    end
   end
 end
 redis.call('HINCRBY', state, 'seq', 1)
@@ -91,12 +141,42 @@ def results_url(scan_id: Any) -> str:
 
 def stage_started(scan_id: Any, stage: str, total: int, message: str = "") -> dict[str, Any] | None:
     """``stage`` begins with ``total`` units; the scan is running from its first stage's start."""
-    return _update(scan_id, _start_ops(stage, total, message), force=True)
+    return _update(scan_id, _start_ops(stage, total, message), force=True, creates=stage == STAGES[0])
 
 
 def handover(scan_id: Any, ended: str, started: str, total: int, message: str = "") -> dict[str, Any] | None:
-    """``ended`` finishes and ``started`` begins at the same moment, in one update (one push)."""
+    """``ended`` finishes and ``started`` begins at the same moment, in one update (one push).
+    ``ended`` has done all its units, unless a cancel was requested: then it was cut short."""
     return _update(scan_id, _end_ops(ended) + _start_ops(started, total, message), force=True)
+
+
+def cancel_requested(scan_id: Any) -> dict[str, Any] | None:
+    """A cancel was asked for: the stages that end from now on are shown ``cancelled``."""
+    ops: list[Op] = [("setnx", "cancel_requested", _now()), ("set", "message", "Cancelling")]
+    return _update(scan_id, ops, force=True)
+
+
+def batch_advanced(
+    scan_id: Any,
+    stage: str,
+    batch: int,
+    done: int,
+    last_symbol: str = "",
+    cache_hits: int = 0,
+    cache_misses: int = 0,
+    cache_down: bool = False,
+) -> dict[str, Any] | None:
+    """Batch ``batch`` of ``stage`` has done ``done`` of its units (how far it got, not an
+    increment). The stage counter grows only by what this adds above the batch's best report, so
+    a batch run twice counts once; ``cache_hits`` and ``cache_misses`` (the lookups of the units
+    this report covers) count only with the units they came with. ``cache_down``: the price
+    cache could not be reached, the symbols went uncached."""
+    ops: list[Op] = [("batch", stage, done, batch, cache_hits, cache_misses)]
+    if last_symbol:
+        ops.append(("set", f"{stage}.last", last_symbol))
+    if cache_down:
+        ops.append(("set", "cache_down", "1"))
+    return _update(scan_id, ops, force=cache_down)
 
 
 def advanced(
@@ -108,9 +188,10 @@ def advanced(
     cache_misses: int = 0,
     cache_down: bool = False,
 ) -> dict[str, Any] | None:
-    """``done`` more units of ``stage`` finished (O(1): counters, no subtask is polled).
-    ``cache_down``: the price cache could not be reached, the symbols went uncached."""
-    ops: list[tuple[str, str, str]] = [("incr", f"{stage}.current", str(done))]
+    """``done`` more units of ``stage`` finished (O(1): counters, no subtask is polled; never
+    past the stage's total). Work split in batches that may run twice reports through
+    ``batch_advanced``. ``cache_down``: the price cache could not be reached."""
+    ops: list[Op] = [("add", stage, str(done))]
     if last_symbol:
         ops.append(("set", f"{stage}.last", last_symbol))
     if cache_hits or cache_misses:
@@ -120,12 +201,27 @@ def advanced(
     return _update(scan_id, ops, force=cache_down)
 
 
-def finished(scan_id: Any, status: str, message: str) -> dict[str, Any] | None:
-    """The terminal update; returns the final snapshot (None if the scan had already ended)."""
+def finished(
+    scan_id: Any, status: str, message: str, scan: Scan | None = None, scanned: int = 0
+) -> dict[str, Any] | None:
+    """The terminal update; returns the final snapshot (None if the scan had already ended).
+
+    With the finished ``scan`` row, whatever Redis lacks of it (stage times, the end, a cancel)
+    is filled in from the row, and ``scanned`` (the symbols its batches accounted for) raises
+    the scanning counter to at least that: the final snapshot agrees with the database.
+    """
     if status not in TERMINAL:
         raise ValueError(f"finished() needs a terminal status, got {status!r}")
-    ops = [("set", "status", status), ("set", "ended", _now()), ("set", "message", message)]
-    return _update(scan_id, ops, force=True)
+    ended = _now() if scan is None or scan.finished_at is None else _stamp(scan.finished_at)
+    ops: list[Op] = [("set", "status", status), ("set", "ended", ended), ("set", "message", message)]
+    if scan is not None:
+        ops += [("setnx", field, value) for field, value in _row_fields(scan).items()]
+        ops += [("max", "stage", str(_last_begun(scan))), ("max", "symbol_scanning.current", str(scanned))]
+        if scan.cancel_requested:
+            ops.append(("setnx", "cancel_requested", ended))
+        if status == "completed":
+            ops += [("fill", stage) for stage in STAGES]
+    return _update(scan_id, ops, force=True, scan=scan, scanned=scanned)
 
 
 def wire(snap: dict[str, Any]) -> dict[str, Any]:
@@ -154,10 +250,16 @@ def snapshot(scan_id: Any) -> dict[str, Any] | None:
 
 def current_snapshot(scan: Any) -> dict[str, Any]:
     """A ``scanner.models.Scan``'s snapshot: live from Redis, else the final one kept on the row,
-    else one built from the row's own status and stage times."""
-    live = snapshot(scan.id)
-    if live is not None:
-        return live
+    else one built from the row's own status and stage times.
+
+    The row's end is recorded just before the terminal update reaches Redis: in between, the
+    live state is shown with the row's status, never as running when the row says finished."""
+    raw = main_redis().hgetall(_key(scan.id, "state"))
+    if raw:
+        state = _decode(raw)
+        if scan.is_finished and state["status"] not in TERMINAL:
+            state.update(status=str(scan.status), ended=_epoch(scan.finished_at))
+        return _build(scan.id, state)
     if scan.progress:
         return dict(scan.progress)
     return _build(scan.id, _state_from_row(scan))
@@ -237,7 +339,11 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-def _start_ops(stage: str, total: int, message: str) -> list[tuple[str, str, str]]:
+def _stamp(moment: datetime) -> str:
+    return f"{moment.timestamp():.6f}"
+
+
+def _start_ops(stage: str, total: int, message: str) -> list[Op]:
     now = _now()
     return [
         ("set", "status", "running"),
@@ -249,24 +355,33 @@ def _start_ops(stage: str, total: int, message: str) -> list[tuple[str, str, str
     ]
 
 
-def _end_ops(stage: str) -> list[tuple[str, str, str]]:
-    return [("setnx", f"{stage}.ended", _now())]
+def _end_ops(stage: str) -> list[Op]:
+    return [("setnx", f"{stage}.ended", _now()), ("fill", stage)]
 
 
-def _update(scan_id: Any, ops: list[tuple[str, str, str]], force: bool) -> dict[str, Any] | None:
+def _update(
+    scan_id: Any, ops: list[Op], force: bool, creates: bool = False, scan: Scan | None = None, scanned: int = 0
+) -> dict[str, Any] | None:
     """Apply ``ops`` atomically; push the new snapshot if forced or the throttle allows.
-    Returns the snapshot, or None when the scan's progress had already reached its end."""
+    Returns the snapshot, or None when the scan's progress had already reached its end.
+
+    ``creates``: the update may start a scan's state from nothing (its first stage's start);
+    any other update finding it missing rebuilds it from the database row first. ``scan`` and
+    ``scanned``: the finished row and its count, for the terminal update.
+    """
     client = main_redis()
-    answer = client.eval(
-        _UPDATE,
-        2,
-        _key(scan_id, "state"),
-        _key(scan_id, "push"),
-        json.dumps(ops),
-        TTL_SECONDS,
-        "1" if force else "0",
-        PUSH_INTERVAL_MS,
-    )
+
+    def apply(seed: str) -> Any:
+        keys = (_key(scan_id, "state"), _key(scan_id, "push"), _key(scan_id, "batches"))
+        args = (json.dumps(ops), TTL_SECONDS, "1" if force else "0", PUSH_INTERVAL_MS, seed)
+        return client.eval(_UPDATE, len(keys), *keys, *args)
+
+    answer = apply("{}" if creates else "")
+    if answer == LOST:
+        fields = _rebuild_fields(scan_id, scan, scanned)
+        if fields is None:
+            return None
+        answer = apply(json.dumps(fields))
     if not answer:
         return None
     pushed, flat = answer
@@ -302,6 +417,7 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
         "cache_hits": int(flat.get("cache_hits", 0)),
         "cache_misses": int(flat.get("cache_misses", 0)),
         "cache_down": flat.get("cache_down") == "1",
+        "cancel_requested": _float(flat.get("cancel_requested")),
         "stages": {},
     }
     for stage in STAGES:
@@ -345,21 +461,96 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _state_from_row(scan: Any) -> dict[str, Any]:
-    """State from the database row alone (no counters): for a scan Redis knows nothing of."""
+def _units(scan: Scan, stage: str) -> int:
+    return scan.total_symbols if stage in COUNTING_STAGES else 1
+
+
+def _last_begun(scan: Scan) -> int:
+    """Index of the last stage the row shows begun (-1: none)."""
+    begun = [
+        i
+        for i, stage in enumerate(STAGES)
+        if getattr(scan, f"{stage}_started_at") or getattr(scan, f"{stage}_ended_at")
+    ]
+    return begun[-1] if begun else -1
+
+
+def _row_fields(scan: Scan) -> dict[str, str]:
+    """The row's times as state fields: the scan's start, and each begun stage's start, end and
+    total units."""
+    fields = {"started": _stamp(scan.started_at)} if scan.started_at else {}
+    for stage in STAGES:
+        started, ended = getattr(scan, f"{stage}_started_at"), getattr(scan, f"{stage}_ended_at")
+        if started is None and ended is None:
+            continue
+        fields[f"{stage}.total"] = str(_units(scan, stage))
+        if started is not None:
+            fields[f"{stage}.started"] = _stamp(started)
+        if ended is not None:
+            fields[f"{stage}.ended"] = _stamp(ended)
+    return fields
+
+
+def _rebuild_fields(scan_id: Any, finished: Scan | None, scanned: int) -> dict[str, str] | None:
+    """Fields to rebuild a missing state with, from the scan's row; ``{}`` when this database
+    has no such scan (nothing to rebuild from), None when the update must not apply (the scan
+    has finished and this is not its terminal update, or its final snapshot is already kept).
+
+    Stages that ended count all their units; a scanning stage under way counts the symbols
+    with an outcome (``scanned`` for the terminal update); what a fetch stage under way had done
+    is lost, so it counts from its batches' next reports. A cancel's time is not on the row: the
+    rebuild takes it as now.
+    """
+    scan = finished or _row(scan_id)
+    if scan is None:
+        return {}
+    if scan.is_finished and (finished is None or scan.progress):
+        return None
+    fields = _row_fields(scan)
+    for stage in STAGES:
+        if getattr(scan, f"{stage}_ended_at") is not None:
+            fields[f"{stage}.current"] = str(_units(scan, stage))
+    if scan.symbol_scanning_started_at is not None and scan.symbol_scanning_ended_at is None:
+        done = scanned if finished is not None else _with_outcome(scan)
+        fields["symbol_scanning.current"] = str(min(done, scan.total_symbols))
+    fields["status"] = "running" if scan.started_at else "pending"
+    fields["stage"] = str(_last_begun(scan))
+    fields["seq"] = str(max(0, round((time.time() - scan.created_at.timestamp()) * 1e6)))
+    if scan.cancel_requested:
+        fields["cancel_requested"] = _now()
+    if scan.started_at:  # a scan no worker began had no progress to lose
+        logger.warning("scan %s: its progress was missing from Redis; rebuilt from the database", scan_id)
+    return fields
+
+
+def _with_outcome(scan: Scan) -> int:
+    """How many of the scan's symbols have a result or a skip."""
+    return ScanResult.objects.filter(scan_id=scan.id).count() + ScanSkip.objects.filter(scan_id=scan.id).count()
+
+
+def _row(scan_id: Any) -> Scan | None:
+    try:
+        key = uuid.UUID(str(scan_id))
+    except ValueError:  # not a scan id (the progress of something else): nothing to read
+        return None
+    return Scan.objects.filter(id=key).first()
+
+
+def _state_from_row(scan: Scan) -> dict[str, Any]:
+    """State from the database row alone (no counters of running stages): for a scan Redis
+    knows nothing of."""
     stages = {}
     for stage in STAGES:
         started, ended = _epoch(getattr(scan, f"{stage}_started_at")), _epoch(getattr(scan, f"{stage}_ended_at"))
-        units = scan.total_symbols if stage in COUNTING_STAGES else 1
+        units = _units(scan, stage)
         done = units if ended else 0
         stages[stage] = {"started": started, "ended": ended, "current": done, "total": units, "last": ""}
-    begun = [i for i, s in enumerate(STAGES) if stages[s]["started"] is not None]
     return {
         "seq": 0,
         "status": str(scan.status),
         "started": _epoch(scan.started_at),
         "ended": _epoch(scan.finished_at),
-        "stage": begun[-1] if begun else -1,
+        "stage": _last_begun(scan),
         "message": scan.error_message or ("Waiting for a worker" if str(scan.status) == "pending" else ""),
         "cache_hits": 0,
         "cache_misses": 0,

@@ -8,6 +8,9 @@ per second, configurable) and the observed rate, weighted by how much of the sta
 so there is no ``None`` at t=0 and no jump to zero before the stage ends. Pending stages are
 estimated from the scan's symbol count and their prior rates. Priors are symbols per second per
 stage: defaults here, or what recent scans measured (``progress.store.learned_rates``).
+
+A stage is ``completed`` once it ended, unless it ended after a cancel was requested (its work
+was cut short): then it is ``cancelled``, as is every stage a cancelled scan never ran.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class ProgressTracker:
         self._ended: float | None = None
         self.status = "pending"
         self.current_stage: str | None = None
+        self.cancel_requested: float | None = None
         self.message = ""
         self.seq = 0
         self._overall = 0.0
@@ -150,11 +154,20 @@ class ProgressTracker:
             self.message = message
         self._bump()
 
+    def request_cancel(self) -> None:
+        """A cancel was asked for: stages that end from now on were cut short."""
+        if self.cancel_requested is None:
+            self.cancel_requested = self._clock()
+        self._bump()
+
     def complete_stage(self, stage: str, message: str = "") -> None:
+        """``stage`` ended: all its units are done, unless a cancel cut it short (it keeps
+        its count and is ``cancelled``)."""
         st = self._stages[stage]
-        st.current = st.total
-        st.status = "completed"
         st.ended = self._clock()
+        st.status = self._ended_status(st.ended)
+        if st.status == "completed":
+            st.current = st.total
         if message:
             self.message = message
         self._bump()
@@ -178,6 +191,8 @@ class ProgressTracker:
             if st.status == "running":
                 st.status = "completed" if status == "completed" else status
                 st.ended = now
+            elif st.status == "pending" and status == "cancelled":
+                st.status = "cancelled"
         if message:
             self.message = message
         self._bump()
@@ -195,14 +210,17 @@ class ProgressTracker:
 
         ``state``: ``seq``, ``status``, ``started``, ``ended``, ``stage`` (index of the current
         stage, -1 before the first), ``message``, ``cache_hits``, ``cache_misses``, ``cache_down`` and per stage
-        ``stages[name]`` with ``current``, ``total``, ``started``, ``ended``. A stage is running
-        between its start and end; once the scan has ended, a stage still running takes the
-        scan's status, as ``finish`` does.
+        ``stages[name]`` with ``current``, ``total``, ``started``, ``ended``, and optionally
+        ``cancel_requested`` (when a cancel was asked for). A stage is running between its start
+        and end; once the scan has ended, a stage still running takes the scan's status, as
+        ``finish`` does; a stage that ended after the cancel request is ``cancelled``, as is one a
+        cancelled scan never started.
         """
         tracker = cls(scan_id, weights=weights, prior_rates=prior_rates, clock=clock)
         tracker.seq = int(state.get("seq", 0))
         tracker.status = str(state.get("status", "pending"))
         tracker._started, tracker._ended = state.get("started"), state.get("ended")
+        tracker.cancel_requested = state.get("cancel_requested")
         index = int(state.get("stage", -1))
         tracker.current_stage = STAGES[index] if 0 <= index < len(STAGES) else None
         tracker.message = str(state.get("message", ""))
@@ -211,17 +229,25 @@ class ProgressTracker:
             st.total, st.current = int(recorded.get("total", 0)), int(recorded.get("current", 0))
             st.started, st.ended = recorded.get("started"), recorded.get("ended")
             if st.ended is not None:
-                st.status = "completed"
+                st.status = tracker._ended_status(st.ended)
             elif st.started is not None and tracker.status in TERMINAL:  # as finish() leaves it
                 st.status = "completed" if tracker.status == "completed" else tracker.status
                 st.ended = tracker._ended
             elif st.started is not None:
                 st.status = "running"
+            elif tracker.status == "cancelled":
+                st.status = "cancelled"
         tracker.set_cache(
             int(state.get("cache_hits", 0)), int(state.get("cache_misses", 0)), not state.get("cache_down")
         )
         tracker._overall = tracker._progress()
         return tracker
+
+    def _ended_status(self, ended: float) -> str:
+        """A stage that ended at ``ended``: cut short if that was after a cancel request (and the
+        scan did not complete regardless)."""
+        cut_short = self.cancel_requested is not None and ended >= self.cancel_requested
+        return "cancelled" if cut_short and self.status != "completed" else "completed"
 
     def _progress(self) -> float:
         progress = sum(st.weight * st.fraction for st in self._stages.values()) * 100.0

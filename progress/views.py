@@ -6,7 +6,9 @@ The event stream starts with ``retry: 2000``, then sends events
 as on the WebSocket (``progress.consumers.Outbox``), a ``: keepalive`` comment after
 ``KEEPALIVE_SECONDS`` of silence, and ends after the terminal event. A client resuming with
 ``Last-Event-ID`` gets the current full snapshot only if it is newer than that id; one that
-already has the terminal event gets 204, which tells ``EventSource`` to stop reconnecting.
+already has the terminal event gets 204, which tells ``EventSource`` to stop reconnecting. A user
+already holding TECHNIC_MAX_LIVE_CONNECTIONS live connections (``progress.connections``) gets 429
+``TOO_MANY_CONNECTIONS``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from progress.auth import arequest_user
+from progress.connections import RENEW_SECONDS, Lease, alive_acquire, alive_release, alive_renew, too_many_connections
 from progress.consumers import Outbox, Snapshot, owned_scan, read_snapshot
 from progress.openapi import ProgressSnapshotSerializer
 from progress.store import current_snapshot, group_name, wire
@@ -59,7 +62,11 @@ async def scan_events(request: HttpRequest, scan_id: UUID) -> HttpResponse:
     snap = await read_snapshot(scan)
     if after_seq is not None and snap["status"] in TERMINAL and after_seq >= snap["seq"]:
         return HttpResponse(status=204)
-    response = StreamingHttpResponse(_events(scan, after_seq), content_type="text/event-stream")
+    # Given back when the stream ends (or, if the client leaves before it starts, when it lapses).
+    lease = await alive_acquire(user.pk)
+    if lease is None:
+        return json_response(too_many_connections())
+    response = StreamingHttpResponse(_events(scan, after_seq, lease), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -71,9 +78,11 @@ def _last_event_id(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
+async def _events(scan: Scan, after_seq: int | None, lease: Lease) -> AsyncIterator[str]:
     """The event stream. Subscribes, then reads the snapshot, then writes ``retry:``; unsubscribes
-    however it ends (terminal event, client gone: the ASGI handler cancels it, or an error)."""
+    and gives the connection's lease back however it ends (terminal event, client gone: the ASGI
+    handler cancels it, or an error). The lease is renewed on the way (a keepalive wakes the loop
+    at least every KEEPALIVE_SECONDS)."""
     layer = get_channel_layer()
     group = group_name(scan.id)
     channel = await layer.new_channel()
@@ -85,8 +94,11 @@ async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
         outbox = Outbox(after_seq=after_seq)
         snap = outbox.offer(wire(await read_snapshot(scan)))
         yield f"retry: {RETRY_MILLISECONDS}\n\n"
-        written_at = time.monotonic()
+        written_at = renewed_at = time.monotonic()
         while True:
+            if time.monotonic() >= renewed_at + RENEW_SECONDS:
+                await alive_renew(lease)
+                renewed_at = time.monotonic()
             if snap is not None:
                 yield _event(snap)
                 if outbox.finished:
@@ -106,7 +118,10 @@ async def _events(scan: Scan, after_seq: int | None) -> AsyncIterator[str]:
     finally:
         receiving.cancel()
         await asyncio.wait({receiving})
-        await layer.group_discard(group, channel)
+        try:
+            await layer.group_discard(group, channel)
+        finally:
+            await alive_release(lease)
 
 
 def _event(message: Snapshot) -> str:

@@ -2,7 +2,13 @@
 
 Every transition is a conditional update (``filter(id=..., <expected state>).update(...)``)
 so redelivered or concurrent tasks cannot apply it twice; per-symbol rows are unique on
-(scan, symbol) and inserted with ``ON CONFLICT DO NOTHING``, so writing a batch twice is harmless.
+(scan, symbol) and inserted with ``ON CONFLICT DO NOTHING``, so writing a batch twice is harmless,
+and a symbol that already has an outcome of one kind (result or skip) gets none of the other.
+
+Every symbol of a finished scan has exactly one outcome: finalization skips those without one
+(``cancelled`` after a cancel, else ``error``), a failure skips them as ``error`` with its
+reason, a cancel of a scan no worker has begun skips them all as ``cancelled``. The universe is
+recorded when the scan is created, so it is known in every case.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from scanner.sources import DataSource, provider_calls
 from technic_project import metrics as recorded
 
 logger = logging.getLogger(__name__)
+
+FAILURE_DETAIL_CHARS = 300  # of the failure's message, in each symbol's skip detail
 
 
 def config_of(scan: Scan) -> ScanConfig:
@@ -66,7 +74,8 @@ def active(scan_id: Any) -> Scan | None:
 def stage_started(scan_id: Any, stage: str, total: int = 1, message: str = "") -> None:
     """Record the stage's start (of ``total`` units) the first time only; it becomes current."""
     now = timezone.now()
-    if Scan.objects.filter(id=scan_id, **{f"{stage}_started_at__isnull": True}).update(
+    unfinished = Scan.objects.exclude(status__in=TERMINAL_STATUSES)
+    if unfinished.filter(id=scan_id, **{f"{stage}_started_at__isnull": True}).update(
         **{f"{stage}_started_at": now}, current_stage=stage, heartbeat_at=now
     ):
         store.stage_started(scan_id, stage, total, message)
@@ -78,7 +87,8 @@ def stage_handover(scan_id: Any, ended: str, started: str, total: int = 1, messa
     the next stage's time runs from the previous one's end, its tasks' queueing included, and
     clients get one message for both changes."""
     now = timezone.now()
-    if Scan.objects.filter(id=scan_id, **{f"{ended}_ended_at__isnull": True}).update(
+    unfinished = Scan.objects.exclude(status__in=TERMINAL_STATUSES)  # a finished scan's times stand
+    if unfinished.filter(id=scan_id, **{f"{ended}_ended_at__isnull": True}).update(
         **{f"{ended}_ended_at": now, f"{started}_started_at": Coalesce(f"{started}_started_at", Value(now))},
         current_stage=started,
         heartbeat_at=now,
@@ -95,9 +105,14 @@ def heartbeat(scan_id: Any) -> None:
     Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
 
 
+def universe_rows(instruments: Sequence[Instrument]) -> list[list[str]]:
+    """Instruments as ``Scan.universe`` stores them."""
+    return [[i.symbol, i.name, i.sector] for i in instruments]
+
+
 def set_universe(scan_id: Any, instruments: Sequence[Instrument], as_of: date) -> None:
     Scan.objects.filter(id=scan_id).update(
-        universe=[[i.symbol, i.name, i.sector] for i in instruments], total_symbols=len(instruments), as_of=as_of
+        universe=universe_rows(instruments), total_symbols=len(instruments), as_of=as_of
     )
 
 
@@ -118,7 +133,7 @@ def _fixed_universe(scan_id: Any) -> list[Instrument]:
         return _UNIVERSES[key]
     raw = Scan.objects.values_list("universe", flat=True).get(id=scan_id)
     universe = [Instrument(symbol, name, sector) for symbol, name, sector in raw]
-    if universe:  # empty until universe_loading has run: not fixed yet
+    if universe:  # empty on a scan recorded without one: nothing to keep
         _UNIVERSES[key] = universe
         if len(_UNIVERSES) > _UNIVERSES_KEPT:
             _UNIVERSES.popitem(last=False)
@@ -133,7 +148,8 @@ def batch_instruments(scan: Scan, index: int, n_batches: int) -> list[Instrument
 
 
 def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Sequence[Skip]) -> None:
-    """Persist one batch's rows and skips; a second write of the same symbols changes nothing.
+    """Persist one batch's rows and skips; a second write of the same symbols changes nothing,
+    and a symbol that already has an outcome of the other kind keeps that one.
 
     Plain ``INSERT … ON CONFLICT DO NOTHING`` through ``executemany``: on this, the hottest
     write of a scan, ``bulk_create`` takes 1.5 times (SQLite) to 2.5 times (PostgreSQL) as long.
@@ -141,6 +157,16 @@ def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Seque
     scan_key = Scan._meta.pk.get_db_prep_value(scan_id, connection)
     as_json = connection.ops.adapt_json_value
     with transaction.atomic(), connection.cursor() as cursor:
+        # Updating the scan's row first serialises the scan's writers (PostgreSQL locks the row
+        # until commit; SQLite's IMMEDIATE transactions lock the database), so the reads below see
+        # every outcome committed before: a late batch cannot give a skipped symbol a result too.
+        Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
+        if rows:
+            skipped_already = _with_outcome(ScanSkip, scan_id, [r["symbol"] for r in rows])
+            rows = [r for r in rows if r["symbol"] not in skipped_already]
+        if skipped:
+            scanned_already = _with_outcome(ScanResult, scan_id, [s.symbol for s in skipped])
+            skipped = [s for s in skipped if s.symbol not in scanned_already]
         if rows:
             cursor.executemany(
                 _insert_ignoring_conflicts(ScanResult, ("scan_id", "symbol", "sector", "tech_rating", "signal", "row")),
@@ -151,7 +177,11 @@ def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Seque
                 _insert_ignoring_conflicts(ScanSkip, ("scan_id", "symbol", "reason", "detail")),
                 [(scan_key, s.symbol, s.reason, s.detail) for s in skipped],
             )
-        Scan.objects.filter(id=scan_id).update(heartbeat_at=timezone.now())
+
+
+def _with_outcome(model: type[ScanResult] | type[ScanSkip], scan_id: Any, symbols: Sequence[str]) -> set[str]:
+    """Which of ``symbols`` already have a ``model`` row in the scan."""
+    return set(model.objects.filter(scan_id=scan_id, symbol__in=symbols).values_list("symbol", flat=True))
 
 
 def _insert_ignoring_conflicts(model: type[models.Model], columns: Sequence[str]) -> str:
@@ -180,24 +210,30 @@ def finish(scan_id: Any) -> Scan | None:
     if scan is None or scan.is_finished:
         return scan
     symbols = [i.symbol for i in universe_of(scan)]
+    lost = 0
     if scan.cancel_requested:
-        record_without_outcome(scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before this symbol was scanned")
+        accounted = record_without_outcome(
+            scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before this symbol was scanned"
+        )
     else:
-        lost = record_without_outcome(scan_id, symbols, SkipReason.ERROR, "no outcome was recorded for this symbol")
+        accounted = lost = record_without_outcome(
+            scan_id, symbols, SkipReason.ERROR, "no outcome was recorded for this symbol"
+        )
         if lost:
             logger.error("scan %s: %d symbols had no outcome at finalization", scan_id, lost)
     scan.refresh_from_db()
     now = timezone.now()
     scan.status = ScanStatus.CANCELLED if scan.cancel_requested else ScanStatus.COMPLETED
     scan.finalization_ended_at = scan.finished_at = now
-    metrics = metrics_of(scan)
+    metrics = metrics_of(scan, unscanned_errors=lost)
     if Scan.objects.filter(id=scan_id, status=ScanStatus.RUNNING).update(
         status=scan.status, finalization_ended_at=now, finished_at=now, heartbeat_at=now, metrics=metrics
     ):
         done = f"{metrics['results']} results, {metrics['skipped']} skipped"
         if metrics["cache"]["available"] is False:
             done += " (price cache unavailable: bars read uncached from the provider)"
-        _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done))
+        scanned = metrics["results"] + metrics["skipped"] - accounted
+        _keep_final_progress(scan_id, store.finished(scan_id, str(scan.status), done, scan, scanned))
         recorded.scan_finished(str(scan.status), metrics)
         logger.info(
             "scan %s %s in %s s: %s", scan_id, scan.status, metrics["elapsed_seconds"], done, extra={"scan_id": scan_id}
@@ -215,25 +251,66 @@ def _keep_final_progress(scan_id: Any, snapshot: dict[str, Any] | None) -> None:
 
 
 def fail(scan_id: Any, code: str, message: str) -> bool:
-    """Any unfinished state → failed, once. Returns whether this call failed it."""
+    """Any unfinished state → failed, once. Returns whether this call failed it.
+
+    Every universe symbol without an outcome is then skipped as ``error``, the failure's code
+    and message in its detail. A batch still running writes nothing for those symbols afterwards
+    (``record_outcomes`` leaves a skipped symbol alone), and what it wrote before the skips were
+    recorded keeps its outcome: every symbol ends with exactly one.
+    """
     now = timezone.now()
-    updated = (
-        Scan.objects.filter(id=scan_id)
-        .exclude(status__in=TERMINAL_STATUSES)
-        .update(status=ScanStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=now)
-    )
-    if updated:
-        # The metrics count what was recorded before the failure; they are stored before the final
-        # snapshot is pushed, so a client that reads the results on that push finds them.
-        metrics = metrics_of(Scan.objects.get(id=scan_id))
+    # One transaction: whoever sees the scan failed sees every symbol accounted for and the
+    # metrics; the final snapshot is pushed after it, so a client reading the results on that
+    # push finds them.
+    with transaction.atomic():
+        if not (
+            Scan.objects.filter(id=scan_id)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .update(status=ScanStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=now)
+        ):
+            return False
+        scan = Scan.objects.get(id=scan_id)
+        detail = f"not scanned: the scan failed ({code}: {message[:FAILURE_DETAIL_CHARS]})"
+        accounted = record_without_outcome(scan_id, [i.symbol for i in universe_of(scan)], SkipReason.ERROR, detail)
+        metrics = metrics_of(scan, unscanned_errors=accounted)
         Scan.objects.filter(id=scan_id).update(metrics=metrics)
-        _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.FAILED, f"{code}: {message}"[:500]))
-        recorded.scan_finished(ScanStatus.FAILED, metrics, error_code=code)
-    return bool(updated)
+    scanned = metrics["results"] + metrics["skipped"] - accounted
+    _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.FAILED, f"{code}: {message}"[:500], scan, scanned))
+    recorded.scan_finished(ScanStatus.FAILED, metrics, error_code=code)
+    return True
 
 
-def metrics_of(scan: Scan) -> dict[str, Any]:
-    """Counts, per-stage seconds, throughput and cache figures of a scan as it stands."""
+def cancel_pending(scan_id: Any) -> bool:
+    """pending → cancelled at once, before any worker began the scan: every symbol of the
+    universe recorded at its creation is skipped as ``cancelled``. Returns whether this call
+    cancelled it (False when a worker had begun it, it had finished, or it has no recorded
+    universe: then the workflow's finalization accounts for it). Its queued tasks later find it
+    finished and do nothing."""
+    scan = Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).first()
+    if scan is None or not scan.universe:
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        if not Scan.objects.filter(id=scan_id, status=ScanStatus.PENDING).update(
+            status=ScanStatus.CANCELLED, cancel_requested=True, finished_at=now, heartbeat_at=now
+        ):
+            return False
+        symbols = [i.symbol for i in universe_of(scan)]
+        record_without_outcome(scan_id, symbols, SkipReason.CANCELLED, "scan cancelled before it started")
+        scan.refresh_from_db()
+        metrics = metrics_of(scan)
+        Scan.objects.filter(id=scan_id).update(metrics=metrics)
+    done = f"cancelled before it started: {metrics['skipped']} skipped"
+    _keep_final_progress(scan_id, store.finished(scan_id, ScanStatus.CANCELLED, done, scan, 0))
+    recorded.scan_finished(ScanStatus.CANCELLED, metrics)
+    logger.info("scan %s cancelled before it started", scan_id, extra={"scan_id": scan_id})
+    return True
+
+
+def metrics_of(scan: Scan, unscanned_errors: int = 0) -> dict[str, Any]:
+    """Counts, per-stage seconds, throughput and cache figures of a scan as it stands.
+    ``unscanned_errors``: ``error`` skips recorded for symbols never scanned (a failure's, or
+    those finalization found without an outcome), which ``scanned_symbols`` leaves out."""
     reasons = dict(scan.skips.values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
     results = scan.results.count()
     timings = scan.stage_timings()
@@ -247,7 +324,7 @@ def metrics_of(scan: Scan) -> dict[str, Any]:
         "results": results,
         "skipped": sum(reasons.values()),
         "skipped_by_reason": {r: reasons[r] for r in SkipReason.values if r in reasons},
-        "scanned_symbols": results + sum(reasons.values()) - reasons.get(SkipReason.CANCELLED, 0),
+        "scanned_symbols": results + sum(reasons.values()) - reasons.get(SkipReason.CANCELLED, 0) - unscanned_errors,
         "stage_seconds": {stage: t["seconds"] for stage, t in timings.items()},
         "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
         "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,

@@ -1,4 +1,5 @@
-"""Transient per-scan state in Redis: the cancel flag and batch attempts (progress: ``progress.store``).
+"""Transient per-scan state in Redis: the cancel flag, batch attempts and the watchdog's last
+resume (progress: ``progress.store``).
 
 This module owns these keys and their TTLs. Losing them never loses a result: the database
 holds status and rows; a lost cancel flag is restored from ``Scan.cancel_requested``.
@@ -36,3 +37,9 @@ def batch_attempt(scan_id: Any, index: int) -> int:
     pipe.expire(key, TTL_SECONDS)
     attempts, _ = pipe.execute()
     return int(attempts)
+
+
+def claim_resume(scan_id: Any, seconds: int) -> bool:
+    """Whether the caller may resume the scan now: at most once every ``seconds``, whichever
+    process asks (a lost key only allows one resume early)."""
+    return bool(main_redis().set(_key(scan_id, "resumed"), 1, nx=True, ex=seconds))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import PurePath
 from typing import Any
 
 from django.db.models import QuerySet
@@ -104,9 +105,10 @@ def scan_error(scan: Scan) -> dict[str, str] | None:
     return {"code": scan.error_code, "message": scan.error_message} if scan.error_code else None
 
 
-def scan_results(scan: Scan) -> dict[str, Any]:
+def scan_results(scan: Scan, server_paths: bool = False) -> dict[str, Any]:
     """``{"scan": {...}, "results": [rows ranked], "skipped": [...]}`` of a scan as it stands
-    (a cancelled or failed scan's results are partial)."""
+    (a cancelled or failed scan's results are partial); the manifest names the data files by
+    their full server paths only with ``server_paths`` (for staff)."""
     rows = ranked_rows(scan)
     return {
         "scan": {
@@ -122,18 +124,25 @@ def scan_results(scan: Scan) -> dict[str, Any]:
             "error": scan_error(scan),
             "metrics": scan.metrics,
             "stage_timings": scan.stage_timings(),
-            "manifest": scan_manifest(scan, rows),
+            "manifest": scan_manifest(scan, rows, server_paths),
         },
         "results": rows,
         "skipped": list(scan.skips.order_by("symbol").values("symbol", "reason", "detail")),
     }
 
 
-def scan_manifest(scan: Scan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def scan_manifest(scan: Scan, rows: list[dict[str, Any]], server_paths: bool = False) -> dict[str, Any]:
     """What it takes to reproduce the scan: the config's hash (sha256 of its JSON with sorted
     keys and no spaces), the engine version finalization recorded (the running engine's for a
-    scan that failed before), the data source, the as_of date and, per result symbol, the date
-    of the last bar its indicators used (the row's own ``as_of``)."""
+    scan that failed before), the data source (its files by name, or by full server path with
+    ``server_paths``), the as_of date and, per result symbol, the date of the last bar its
+    indicators used (the row's own ``as_of``)."""
+
+    def shown(path: str) -> str | None:
+        if not path:
+            return None
+        return path if server_paths else PurePath(path).name
+
     canonical = json.dumps(scan.config, sort_keys=True, separators=(",", ":"))
     return {
         "config_hash": hashlib.sha256(canonical.encode()).hexdigest(),
@@ -141,8 +150,8 @@ def scan_manifest(scan: Scan, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "data_provider": scan.data_provider,
         "data_source": {
             "provider": scan.data_provider,
-            "data_path": scan.data_path or None,
-            "universe_path": scan.universe_path or None,
+            "data_path": shown(scan.data_path),
+            "universe_path": shown(scan.universe_path),
         },
         "as_of": scan.as_of,
         "last_bar": {row["symbol"]: row["as_of"] for row in rows},

@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from scanner import runtime
+from progress import store
+from scanner import lifecycle, runtime
 from scanner.engine.config import ScanConfig
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
 from scanner.runner import load_universe
@@ -71,6 +72,8 @@ def scan_create(
             data_path=source.data_path,
             universe_path=source.universe_path,
             synthetic=provider.synthetic,
+            # Recorded now, so a cancel or a failure before universe_loading can account for it.
+            universe=lifecycle.universe_rows(instruments),
             total_symbols=len(instruments),
             batch_size=size,
             n_batches=max(1, math.ceil(len(instruments) / size)),
@@ -81,7 +84,14 @@ def scan_create(
 
 
 def scan_start(scan: Scan) -> None:
-    build_workflow(scan.id, scan.n_batches).apply_async()
+    """Enqueue the scan's workflow. When it cannot be enqueued (the broker is down) the scan,
+    which no worker can ever begin, is deleted before the error propagates: the caller is told
+    the scan did not start, and no pending row is left to count against the owner's limit."""
+    try:
+        build_workflow(scan.id, scan.n_batches).apply_async()
+    except Exception:  # whatever it is, it propagates: the caller's handler reports and logs it
+        Scan.objects.filter(id=scan.id, status=ScanStatus.PENDING, started_at__isnull=True).delete()
+        raise
     metrics.scan_started()
 
 
@@ -97,11 +107,16 @@ def scan_wait(scan: Scan, timeout: float, interval: float = 0.05) -> Scan:
 
 
 def scan_cancel(scan: Scan) -> Scan:
-    """Ask a pending or running scan to stop; idempotent.
+    """Stop a pending or running scan; idempotent.
 
-    Queued batches are skipped and running ones stop between chunks; finalization then
-    records ``cancelled`` with the partial results. Raises ScanNotCancellable for a finished scan.
+    A scan no worker has begun is cancelled at once, every symbol skipped as ``cancelled``.
+    Otherwise the cancel is requested: queued batches are skipped and running ones stop between
+    chunks; finalization then records ``cancelled`` with the partial results and skips every
+    other symbol as ``cancelled``. Raises ScanNotCancellable for a finished scan.
     """
+    if lifecycle.cancel_pending(scan.id):
+        scan.refresh_from_db()
+        return scan
     updated = Scan.objects.filter(id=scan.id).exclude(status__in=TERMINAL_STATUSES).update(cancel_requested=True)
     scan.refresh_from_db()
     if not updated:
@@ -109,5 +124,6 @@ def scan_cancel(scan: Scan) -> Scan:
             return scan
         raise ScanNotCancellable(f"scan {scan.id} already {scan.status}")
     runtime.request_cancel(scan.id)
+    store.cancel_requested(scan.id)
     logger.info("scan %s: cancel requested", scan.id, extra={"scan_id": scan.id})
     return scan

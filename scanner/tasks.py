@@ -1,8 +1,9 @@
 """The scan's stage tasks. Each loads the scan by id, calls the engine or a lifecycle
 function, persists, and reports progress; the workflow is built in ``scanner.workflow``.
 
-Transient failures (a database or Redis connection dropping) are retried; anything else
-propagates so the workflow's error callback marks the scan failed.
+Transient failures are retried; anything else propagates so the workflow's error callback
+marks the scan failed. A batch heartbeats when it starts: the watchdog's "no progress" means no
+worker took up any of the scan's work (see TECHNIC_SCAN_STALL_SECONDS).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import redis
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import OperationalError
@@ -23,7 +23,7 @@ from alpha.services import scan_alpha
 from cache_admin import store as cache
 from cache_admin.services import cache_fill
 from progress import store
-from scanner import lifecycle, runtime
+from scanner import lifecycle, recovery, runtime
 from scanner.engine.config import ConfigError
 from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import Scan, SkipReason
@@ -36,7 +36,11 @@ from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
+# A dropped database connection is retried by Celery, with backoff, through the broker (which is
+# up). Redis errors are not retried here: a worker's Redis clients wait out an outage inside the
+# task (TECHNIC_REDIS_OUTAGE_SECONDS, technic_project.redis_client), and a Celery retry would have
+# to publish through the broker that is down; an error after that wait fails the scan.
+TRANSIENT = (OperationalError,)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 30, "max_retries": 5}
 
 
@@ -66,6 +70,7 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     scan = lifecycle.active(scan_id)
     if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
         return {"index": index, "state": "cancelled"}
+    lifecycle.heartbeat(scan_id)
     source = lifecycle.source_of(scan)
     provider, namespace = provider_for(source), source.cache_namespace()
     lookback = lifecycle.config_of(scan).lookback_days
@@ -79,9 +84,10 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
             try:
                 hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
             except cache.CacheUnavailable:
-                store.advanced(scan_id, "data_fetching", len(symbols) - start, cache_down=True)
+                store.batch_advanced(scan_id, "data_fetching", index, len(symbols), cache_down=True)
                 break
-            store.advanced(scan_id, "data_fetching", len(chunk), cache_hits=hits, cache_misses=misses)
+            done = start + len(chunk)
+            store.batch_advanced(scan_id, "data_fetching", index, done, cache_hits=hits, cache_misses=misses)
     lifecycle.heartbeat(scan_id)
     return {"index": index, "state": "done", "symbols": len(symbols)}
 
@@ -115,6 +121,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     scan = lifecycle.active(scan_id)
     if scan is None:
         return {"index": index, "state": "scan_finished"}
+    lifecycle.heartbeat(scan_id)
     instruments = lifecycle.batch_instruments(scan, index, n_batches)
     symbols = [i.symbol for i in instruments]
     attempts = runtime.batch_attempt(scan_id, index)
@@ -123,6 +130,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         lost = lifecycle.record_without_outcome(
             scan_id, symbols, SkipReason.ERROR, f"its batch stopped its worker {attempts - 1} times"
         )
+        store.batch_advanced(scan_id, "symbol_scanning", index, len(symbols))
         return {"index": index, "state": "abandoned", "skipped": lost}
     if scan.cancel_requested or runtime.is_cancelled(scan_id) or scan.as_of is None:
         return {"index": index, "state": "cancelled"}
@@ -134,7 +142,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         bars, missed = cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
     except cache.CacheUnavailable:
         bars, missed = {}, symbols
-        store.advanced(scan_id, "symbol_scanning", 0, cache_down=True)
+        store.batch_advanced(scan_id, "symbol_scanning", index, 0, cache_down=True)
     failures: dict[str, str] = {}
     if missed:
         with _remote_calls(source, scan):
@@ -144,7 +152,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
 
     def progressed(done: int, symbol: str) -> None:
         nonlocal reported
-        store.advanced(scan_id, "symbol_scanning", done - reported, symbol)
+        store.batch_advanced(scan_id, "symbol_scanning", index, done, symbol)
         reported = done
 
     out = engine_scan_batch(
@@ -157,9 +165,11 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         should_stop=lambda: runtime.is_cancelled(scan_id),
         alpha=model.fit if model else None,
     )
-    lifecycle.record_outcomes(scan_id, out.rows, with_fetch_errors(out.skipped, failures))
+    # Reported before the rows are written: progress rebuilt from the database (after Redis lost
+    # it) counts written rows, and this batch must not then count again.
     if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
-        store.advanced(scan_id, "symbol_scanning", len(instruments) - reported)
+        store.batch_advanced(scan_id, "symbol_scanning", index, len(instruments))
+    lifecycle.record_outcomes(scan_id, out.rows, with_fetch_errors(out.skipped, failures))
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
 
 
@@ -217,10 +227,17 @@ def _error_code(exc: BaseException) -> str:
 
 @shared_task(name="scanner.tasks.watchdog")
 def watchdog() -> int:
-    """Fail every unfinished scan with no progress for TECHNIC_SCAN_STALL_SECONDS."""
-    limit = settings.TECHNIC_SCAN_STALL_SECONDS
+    """Resume every unfinished scan with no progress for TECHNIC_SCAN_RESUME_SECONDS (Redis may
+    have lost its queued tasks: ``scanner.recovery``), at most once in that time, and fail those
+    with none for TECHNIC_SCAN_STALL_SECONDS. Returns how many it failed."""
+    now = timezone.now()
+    limit, resume_after = settings.TECHNIC_SCAN_STALL_SECONDS, settings.TECHNIC_SCAN_RESUME_SECONDS
     failed = 0
-    for scan in lifecycle.stalled(timezone.now() - timedelta(seconds=limit)):
+    for scan in lifecycle.stalled(now - timedelta(seconds=min(limit, resume_after))):
+        if scan.heartbeat_at >= now - timedelta(seconds=limit):
+            if runtime.claim_resume(scan.id, resume_after):
+                recovery.scan_resume(scan)
+            continue
         message = (
             f"no progress for over {limit} s (last at {scan.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, stage "
             f"{scan.current_stage or 'none'}): the workers stopped or the workflow's state in Redis was lost"
@@ -229,3 +246,18 @@ def watchdog() -> int:
             logger.warning("watchdog failed scan %s: %s", scan.id, message)
             failed += 1
     return failed
+
+
+@shared_task(name="scanner.tasks.purge_finished_scans")
+def purge_finished_scans() -> int:
+    """Beat task: delete the finished scans older than TECHNIC_SCAN_RETENTION_DAYS (none when
+    it is 0); returns how many were deleted. Idempotent."""
+    from scanner.retention import retention_cutoff, scan_purge
+
+    before = retention_cutoff()
+    if before is None:
+        return 0
+    deleted = scan_purge(before)
+    if deleted:
+        logger.info("retention: deleted %d finished scans that ended before %s", deleted, before.isoformat())
+    return deleted

@@ -1,16 +1,14 @@
-"""The terminal side of ``manage.py scan``: a live four-stage display and result tables."""
+"""The terminal side of ``manage.py scan``: a live four-stage display and result tables (CSV is
+``scanner.csv_export``)."""
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from progress.tracker import STAGES
-from scanner.engine.scan import ROW_FIELDS
 
 BAR_WIDTH = 24
 REDRAW_INTERVAL = 0.1
@@ -107,9 +105,14 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 def render_table(rows: Sequence[dict[str, Any]], top: int | None) -> str:
     shown = list(rows if top is None else rows[:top])
-    header = ["#", *(title for _, title, _ in TABLE_COLUMNS), "Flags"]
+    header = ["#", *(title for _, title, _ in TABLE_COLUMNS), "Data", "Risk"]
     body = [
-        [str(n), *(_cell(r, key, fmt) for key, _, fmt in TABLE_COLUMNS), str(len(r["flags"]))]
+        [
+            str(n),
+            *(_cell(r, key, fmt) for key, _, fmt in TABLE_COLUMNS),
+            str(len(r["quality_flags"])),
+            str(len(r["risk_flags"])),
+        ]
         for n, r in enumerate(shown, 1)
     ]
     widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(header)]
@@ -124,24 +127,6 @@ def render_table(rows: Sequence[dict[str, Any]], top: int | None) -> str:
         out.write("\n")
     if len(rows) > len(shown):
         out.write(f"... {len(rows) - len(shown)} more rows (use --top 0, --format csv or --format json)\n")
+    if shown:
+        out.write("Data, Risk: the row's data-quality and risk flags (--format json names them)\n")
     return out.getvalue()
-
-
-def render_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV with ROW_FIELDS as columns; ``subscores`` as JSON, ``flags`` joined with ``;``."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ROW_FIELDS)
-    for row in rows:
-        writer.writerow([_csv_value(field, row[field]) for field in ROW_FIELDS])
-    return out.getvalue()
-
-
-def _csv_value(field: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if field == "subscores":
-        return json.dumps(value, sort_keys=True)
-    if field == "flags":
-        return ";".join(value)
-    return value

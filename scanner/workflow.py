@@ -16,6 +16,7 @@ workflow, built here from ``symbol_scanning`` on, with the same error callback. 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from celery import chain, chord, signature
@@ -34,21 +35,36 @@ def _task(name: str, *args: Any, priority: int = 0) -> Signature:
     return signature(f"scanner.tasks.{name}", args=args, immutable=True).set(priority=priority)
 
 
-def _batches(name: str, sid: str, n_batches: int) -> list[Signature]:
-    return [_task(name, sid, i, n_batches, priority=batch_priority(i)) for i in range(n_batches)]
+def _batches(name: str, sid: str, n_batches: int, indexes: Sequence[int]) -> list[Signature]:
+    return [_task(name, sid, i, n_batches, priority=batch_priority(i)) for i in indexes]
+
+
+Start = Literal["universe_loading", "data_fetching", "symbol_scanning", "finalization"]
 
 
 def build_workflow(
-    scan_id: Any, n_batches: int, start: Literal["universe_loading", "symbol_scanning"] = "universe_loading"
+    scan_id: Any, n_batches: int, start: Start = "universe_loading", batches: Sequence[int] | None = None
 ) -> Signature:
-    """The workflow of a scan from ``start`` on (``symbol_scanning``: the part ``gather_fetches``
-    continues with)."""
+    """The workflow of a scan from ``start`` on: ``symbol_scanning`` is the part
+    ``gather_fetches`` continues with; ``data_fetching``, ``symbol_scanning`` with only the
+    ``batches`` still to do, and ``finalization`` are what the watchdog sends again to resume a
+    scan whose queued tasks were lost (``scanner.recovery``)."""
     sid = str(scan_id)
-    if start == "universe_loading":
+    indexes = range(n_batches) if batches is None else batches
+    fail = signature("scanner.tasks.fail_scan", args=(sid,))
+    if start in ("universe_loading", "data_fetching"):
         gather = signature("scanner.tasks.gather_fetches", args=(sid, n_batches)).set(priority=0)
-        flow = chain(_task("load_universe", sid), chord(_batches("fetch_batch", sid, n_batches), gather))
+        flow = chord(_batches("fetch_batch", sid, n_batches, indexes), gather)
+        if start == "universe_loading":
+            flow = chain(_task("load_universe", sid), flow)
+    elif start == "symbol_scanning":
+        header = _batches("scan_batch", sid, n_batches, indexes)
+        if header:
+            scanning = chord(header, signature("scanner.tasks.gather_batches", args=(sid,)).set(priority=0))
+        else:  # every batch recorded its outcomes, but the chord's body never ran
+            scanning = _task("gather_batches", [], sid)
+        flow = chain(scanning, _task("finalize_scan", sid))
     else:
-        gather = signature("scanner.tasks.gather_batches", args=(sid,)).set(priority=0)
-        flow = chain(chord(_batches("scan_batch", sid, n_batches), gather), _task("finalize_scan", sid))
-    flow.on_error(signature("scanner.tasks.fail_scan", args=(sid,)))
+        flow = _task("finalize_scan", sid)
+    flow.on_error(fail)
     return flow

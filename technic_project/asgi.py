@@ -18,13 +18,20 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from progress.auth import TokenAuthMiddleware  # noqa: E402
 from progress.routing import websocket_urlpatterns  # noqa: E402
+from technic_project.bodies import BodyLimitMiddleware  # noqa: E402
+from technic_project.logs import redact_access_log  # noqa: E402
+from technic_project.websocket import unrouted  # noqa: E402
+
+# daphne's access log shows each request's URL, whose ?token= or ?ticket= must not be written.
+redact_access_log()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        # The token middleware sits inside the session's, so ``?token=`` overrides the session user.
+        # Bodies are bounded in size and time before Django reads them (technic_project.bodies).
+        "http": BodyLimitMiddleware(django_asgi_app),
+        # The token middleware sits inside the session's, so ``?ticket=``/``?token=`` override the session user.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([*websocket_urlpatterns, unrouted])))
         ),
     }
 )

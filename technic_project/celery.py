@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 from contextvars import Token
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "technic_project.settings")
 
@@ -73,9 +74,11 @@ def close_old_connections(task: Task, **_: Any) -> None:
 
 
 @worker_init.connect
-def check_time_limits(**_: Any) -> None:
-    """Refuse to start a worker whose task time limit reaches the broker visibility timeout:
-    the broker would hand a still-running task to a second worker.
+def check_timeouts(**_: Any) -> None:
+    """Refuse to start a worker whose timeouts contradict each other: a task time limit that
+    reaches the broker visibility timeout (the broker would hand a still-running task to a second
+    worker), or a watchdog stall limit within the visibility timeout plus two redelivery sweeps
+    (the watchdog would fail a scan whose worker died before its batches come back).
 
     Celery logs and swallows exceptions from signal receivers, so this exits explicitly.
     """
@@ -84,10 +87,45 @@ def check_time_limits(**_: Any) -> None:
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     for name in ("CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT"):
         if getattr(settings, name) >= visibility:
-            logger.critical(
-                "%s=%s must be below the broker visibility timeout (%s s)", name, getattr(settings, name), visibility
+            _refuse(
+                f"{name}={getattr(settings, name)} must be below the broker visibility timeout "
+                f"CELERY_VISIBILITY_TIMEOUT={visibility}"
             )
-            raise SystemExit(
-                f"configuration error: {name}={getattr(settings, name)} must be below the broker "
-                f"visibility timeout CELERY_VISIBILITY_TIMEOUT={visibility}"
-            )
+    # A sweep finds a message once it is visible, or one sweep later if a dead worker held the
+    # sweep's lock (it expires after one sweep interval).
+    back_after = visibility + 2 * settings.TECHNIC_REDELIVERY_SWEEP_SECONDS
+    stall = settings.TECHNIC_SCAN_STALL_SECONDS
+    if stall <= back_after:
+        _refuse(
+            f"TECHNIC_SCAN_STALL_SECONDS={stall} must be above CELERY_VISIBILITY_TIMEOUT={visibility} "
+            f"plus two redelivery sweeps of {settings.TECHNIC_REDELIVERY_SWEEP_SECONDS} s: the batches of a "
+            f"worker that died come back after up to {back_after} s, and the watchdog would fail their scan first"
+        )
+
+
+def _refuse(problem: str) -> None:
+    logger.critical("configuration error: %s", problem)
+    raise SystemExit(f"configuration error: {problem}")
+
+
+@worker_init.connect
+@worker_process_init.connect
+def ride_out_redis_outages(**_: Any) -> None:
+    """A worker waits for Redis to come back, for TECHNIC_REDIS_OUTAGE_SECONDS, when it is
+    unreachable: the project's clients, the result backend's (results, chord counters), its
+    publishing and the broker's bookkeeping of delivered messages (``technic_project.broker``).
+    So a Redis restart pauses a scan instead of failing it. The main process runs this before
+    forking the pool, and each pool process again."""
+    from django.conf import settings
+
+    from technic_project.redis_client import ride_out_outages
+
+    seconds = settings.TECHNIC_REDIS_OUTAGE_SECONDS
+    app.backend.client.set_retry(ride_out_outages(seconds))
+    # Publishing (the next stage, a chord's body) reconnects every 2 s for as long.
+    app.conf.task_publish_retry_policy = {
+        "max_retries": math.ceil(seconds / 2) + 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 2,
+    }

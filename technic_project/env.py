@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,3 +70,14 @@ def env_float_map(name: str, default: dict[str, float]) -> dict[str, float]:
             raise ImproperlyConfigured(f"{name}={raw!r}: write it as name=number,name=number")
         out[key.strip()] = number
     return out
+
+
+def env_networks(name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``name=10.0.0.1,192.168.0.0/16,::1`` as networks (an address is a network of one)."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError as err:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network (CIDR)") from err
+    return tuple(networks)

@@ -16,6 +16,8 @@ import logging
 import uuid
 from typing import Any
 
+import kombu.exceptions
+import redis
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -50,9 +52,49 @@ class ApiError(exceptions.APIException):
 
 AUTH_SUGGESTIONS = [
     "Send 'Authorization: Token <token>' (POST /api/auth/token/ answers one)",
-    "Clients that cannot set headers add '?token=<token>' to WebSocket and SSE URLs",
+    "Clients that cannot set headers add '?ticket=<ticket>' to WebSocket and SSE URLs "
+    "(POST /api/auth/ticket/ answers one)",
     "The web page logs in for a session",
 ]
+
+# Redis not answering now: refused, timed out, loading its append-only file (BusyLoadingError is
+# a ConnectionError), a read-only replica; and the broker (Redis) refusing a message's publication.
+REDIS_UNAVAILABLE_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    kombu.exceptions.OperationalError,
+)
+REDIS_RETRY_AFTER_SECONDS = 5
+
+
+def redis_failure(exc: BaseException) -> BaseException | None:
+    """The Redis error ``exc`` is, or was raised from (Celery's result backend raises a
+    RuntimeError from the ConnectionError, for one); None if it has nothing to do with Redis."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, REDIS_UNAVAILABLE_ERRORS):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def redis_unavailable(err: BaseException) -> ApiError:
+    """The answer for a request that needs Redis while it is unreachable: 503 with Retry-After.
+    The cause is logged, not shown (it names hosts and ports)."""
+    logger.warning("Redis unavailable: %s: %s", type(err).__name__, err)
+    return ApiError(
+        "REDIS_UNAVAILABLE",
+        "This needs Redis (the broker, live progress and rate limits), which cannot be reached now.",
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        [
+            f"Try again in {REDIS_RETRY_AFTER_SECONDS} seconds: this path works again as soon as Redis does",
+            "Results, history and diffs of finished scans, tokens and logging in stay available meanwhile",
+            "Operators: check the Redis at REDIS_URL",
+        ],
+        {"service": "redis"},
+        {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
+    )
 
 
 def scan_not_found(scan_id: Any) -> ApiError:
@@ -103,7 +145,11 @@ _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler with the body in the API's error shape (headers such as Retry-After and
-    WWW-Authenticate are kept). Anything that is not an APIException is left to Django (500)."""
+    WWW-Authenticate are kept). Redis being unreachable answers 503 ``REDIS_UNAVAILABLE``; anything
+    else that is not an APIException is left to Django (500)."""
+    failure = redis_failure(exc)
+    if failure is not None:
+        exc = redis_unavailable(failure)
     if isinstance(exc, ApiError):
         body = error_body(exc.code, exc.message, exc.suggestions, exc.details)
         return Response(body, status=exc.status_code, headers=exc.headers)

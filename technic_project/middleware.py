@@ -1,10 +1,12 @@
 """What every request goes through before and after its view, outside DRF.
 
 ``BodySizeLimitMiddleware`` refuses a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (settings set
-it to ``TECHNIC_MAX_BODY_BYTES``) with 413 before any view runs. ``JsonErrorMiddleware`` gives
+it to ``TECHNIC_MAX_BODY_BYTES``) with 413 before any view runs (under ASGI,
+``technic_project.bodies`` refuses it earlier still, before Django reads it). ``JsonErrorMiddleware`` gives
 any error answer that is not JSON yet (Django's own 400 and 403 pages, a 405 from a Django view,
 an HTML error page of the docs view) the API's error body, except on the pages people read in a
 browser (views marked ``html_errors``, see ``web.views.page``), which keep their HTML error pages.
+``RedisUnavailableMiddleware`` answers 503 when a view outside DRF finds Redis unreachable.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import json
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
 from django.utils.deprecation import MiddlewareMixin
-from rest_framework import status
 
-from technic_project.errors import ApiError, error_body, is_page, json_response
+from technic_project.bodies import bad_content_length, payload_too_large
+from technic_project.errors import (
+    error_body,
+    is_page,
+    json_response,
+    redis_failure,
+    redis_unavailable,
+)
 
 # Codes for Django's own error answers; the same names DRF's answers get in technic_project.errors.
 _CODES = {
@@ -42,20 +51,11 @@ class BodySizeLimitMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         length = request.META.get("CONTENT_LENGTH") or "0"
         if not (length.isascii() and length.isdigit()):
-            return json_response(ApiError("BAD_REQUEST", f"Content-Length {length!r} is not a number of bytes."))
+            return json_response(bad_content_length(length))
         try:
             request.body  # noqa: B018  (read for Django's size check)
         except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            return json_response(
-                ApiError(
-                    "PAYLOAD_TOO_LARGE",
-                    f"The request body is over {limit} bytes.",
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                    ["Send a smaller body: scans are configured by a few fields, not data"],
-                    {"limit_bytes": limit},
-                )
-            )
+            return json_response(payload_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
         return None
 
 
@@ -80,3 +80,21 @@ class JsonErrorMiddleware(MiddlewareMixin):
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
         return response
+
+
+class RedisUnavailableMiddleware(MiddlewareMixin):
+    """503 ``REDIS_UNAVAILABLE`` (with Retry-After) for a view outside DRF that raised because
+    Redis cannot be reached (DRF's views get the same answer from ``errors.exception_handler``);
+    pages answer the 503.html page."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        failure = redis_failure(exception)
+        if failure is None:
+            return None
+        error = redis_unavailable(failure)
+        if is_page(request):
+            context = {"message": error.message, "suggestions": error.suggestions}
+            response = render(request, "503.html", context, status=error.status_code)
+            response["Retry-After"] = error.headers["Retry-After"]
+            return response
+        return json_response(error)

@@ -4,7 +4,8 @@ the platform gives on any operation, whatever its view.
 ``AutoSchema`` is DRF's ``DEFAULT_SCHEMA_CLASS``. To each operation it adds, unless the view
 documents that status itself: 400/413/415 when it takes a body (malformed JSON, too large, not
 JSON), 401 when it needs a user, 403 when a session client may fail the CSRF check, 404 when its
-path has parameters (a malformed one never reaches the view), 429 when it is throttled.
+path has parameters (a malformed one never reaches the view), 429 when it is throttled, and 503
+``REDIS_UNAVAILABLE`` to every operation (any that needs Redis while it is down).
 """
 
 from __future__ import annotations
@@ -65,4 +66,5 @@ class AutoSchema(openapi.AutoSchema):
             errors.append(("404", "NOT_FOUND: malformed path parameter, or nothing (of the caller's) there"))
         if self.view.get_throttles():
             errors.append(("429", "THROTTLED: too many requests; retry after the Retry-After header's seconds"))
+        errors.append(("503", "REDIS_UNAVAILABLE: this needs Redis, which cannot be reached now (with Retry-After)"))
         return errors

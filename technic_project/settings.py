@@ -5,15 +5,16 @@ Malformed values raise ImproperlyConfigured at start-up instead of falling back 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from cache_admin.ttl import TtlPolicy
 from progress.tracker import DEFAULT_WEIGHTS, validate_weights
-from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_str
+from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -55,6 +57,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "technic_project.middleware.RedisUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "technic_project.urls"
@@ -113,6 +117,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHE_REDIS_URL = env_str("CACHE_REDIS_URL", REDIS_URL)
 
 CELERY_BROKER_URL = REDIS_URL
+# kombu's Redis transport, riding out a Redis restart in workers (technic_project/broker.py).
+CELERY_BROKER_TRANSPORT = "technic_project.broker:Transport"
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -128,22 +134,47 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # does instead: reused up to DJANGO_DB_CONN_MAX_AGE, checked before reuse, dropped when broken.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_RESULT_EXPIRES = 24 * 3600
-# Unacknowledged messages return to the queue after this long; every task time limit must be
-# shorter (checked when a worker starts), or a slow task would run twice.
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+# Unacknowledged messages (those of a worker that died) return to the queue after this long,
+# found by a sweep every TECHNIC_REDELIVERY_SWEEP_SECONDS. Every task time limit must be shorter,
+# or a slow task would run twice, and the watchdog's stall limit longer than the timeout plus
+# two sweeps, or it would fail a scan before its lost batches come back (both checked when a
+# worker starts).
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 1200, minimum=2)
+TECHNIC_REDELIVERY_SWEEP_SECONDS = max(1, min(60, CELERY_VISIBILITY_TIMEOUT // 20))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": TECHNIC_REDELIVERY_SWEEP_SECONDS,
+    "unacked_restore_throttle": 1,  # every sweep looks (kombu's default: every tenth)
+    # The sweep's lock, left held by a worker killed mid-sweep, expires by the next sweep.
+    "unacked_mutex_expire": TECHNIC_REDELIVERY_SWEEP_SECONDS,
     # Priorities 0 (first) to 9: a new scan's first batches overtake an older scan's later ones.
     "priority_steps": list(range(10)),
     "sep": ":",
     "queue_order_strategy": "priority",
+    # A route that dropped is noticed (kombu pings an idle connection before use anyway).
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Storing a result tries three times; a worker's client itself waits out an outage first
+    # (technic_project.redis_client.ride_out_outages), so this must not multiply that wait.
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 1, "interval_max": 1},
+}
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 900, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 960, minimum=1)
+# A worker rides out Redis (broker, results, progress) being unreachable this long, a restart or
+# a failover, retrying inside the task; then the task fails and so does its scan.
+TECHNIC_REDIS_OUTAGE_SECONDS = env_int("TECHNIC_REDIS_OUTAGE_SECONDS", 60, minimum=1)
 # The warmer (a beat task) keeps the default universe and this many most-scanned symbols cached.
 TECHNIC_CACHE_WARM_INTERVAL = env_int("TECHNIC_CACHE_WARM_INTERVAL", 600, minimum=10)
 TECHNIC_CACHE_WARM_TOP = env_int("TECHNIC_CACHE_WARM_TOP", 500, minimum=0)
+# Finished scans older than this many days are deleted, with their results and skips, by a
+# beat task run every TECHNIC_SCAN_RETENTION_INTERVAL seconds (scanner/retention.py); 0 keeps them.
+TECHNIC_SCAN_RETENTION_DAYS = env_int("TECHNIC_SCAN_RETENTION_DAYS", 90, minimum=0)
+TECHNIC_SCAN_RETENTION_INTERVAL = env_int("TECHNIC_SCAN_RETENTION_INTERVAL", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "scan-watchdog": {
         "task": "scanner.tasks.watchdog",
@@ -153,6 +184,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "cache_admin.tasks.warm_cache",
         "schedule": TECHNIC_CACHE_WARM_INTERVAL,
         "options": {"expires": TECHNIC_CACHE_WARM_INTERVAL},  # a run no worker took in time is dropped
+    },
+    "scan-retention": {
+        "task": "scanner.tasks.purge_finished_scans",
+        "schedule": TECHNIC_SCAN_RETENTION_INTERVAL,
+        "options": {"expires": TECHNIC_SCAN_RETENTION_INTERVAL},
     },
 }
 
@@ -169,12 +205,16 @@ TECHNIC_DATA_PROVIDER = env_choice("TECHNIC_DATA_PROVIDER", "demo", ("demo", "pa
 TECHNIC_DATA_PATH = env_str("TECHNIC_DATA_PATH", "") or None
 TECHNIC_UNIVERSE_PATH = env_str("TECHNIC_UNIVERSE_PATH", "") or None
 TECHNIC_DEMO_SYMBOLS = env_int("TECHNIC_DEMO_SYMBOLS", 500, minimum=11)
-# Symbols per scan_batch task (1 = one task per symbol); see README "Performance".
+# Symbols per scan_batch task (1 = one task per symbol); see docs/benchmarks.md.
 TECHNIC_BATCH_SIZE = env_int("TECHNIC_BATCH_SIZE", 256, minimum=1)
 # A batch redelivered more often than this (it keeps killing its worker) marks its symbols error.
 TECHNIC_BATCH_MAX_ATTEMPTS = env_int("TECHNIC_BATCH_MAX_ATTEMPTS", 3, minimum=1)
-# The watchdog fails a running scan with no progress for this long.
-TECHNIC_SCAN_STALL_SECONDS = env_int("TECHNIC_SCAN_STALL_SECONDS", 600, minimum=1)
+# The watchdog fails a running scan with no progress for this long: longer than a lost batch
+# takes to come back (CELERY_VISIBILITY_TIMEOUT plus two sweeps; checked when a worker starts).
+TECHNIC_SCAN_STALL_SECONDS = env_int("TECHNIC_SCAN_STALL_SECONDS", 1500, minimum=1)
+# Before that, once no task of the scan can still be running, it resumes the scan: sends again
+# the work not yet recorded, whose messages Redis may have lost (scanner/recovery.py).
+TECHNIC_SCAN_RESUME_SECONDS = CELERY_TASK_TIME_LIMIT + TECHNIC_REDELIVERY_SWEEP_SECONDS
 TECHNIC_KEY_PREFIX = env_str("TECHNIC_KEY_PREFIX", "technic")
 # Share of each stage in overall progress: name=weight pairs summing to 1.
 try:
@@ -232,22 +272,45 @@ try:
 except ValueError as err:
     raise ImproperlyConfigured(f"POLYGON_HISTORY_START: {err}; write it as YYYY-MM-DD") from err
 
-# Throttle counters live here, shared by every web process.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# Rate limits are counted in Redis by technic_project.throttles (in the process while Redis is
+# down); nothing relies on Django's cache, which stays in memory so a Redis outage cannot break it.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Client addresses come from X-Forwarded-For only when the peer is one of these proxies
+# (addresses or CIDR networks); otherwise the peer address is the client's.
+TECHNIC_TRUSTED_PROXIES = env_networks("TECHNIC_TRUSTED_PROXIES")
+# API tokens stop authenticating this many seconds after they were made (0: never; they can
+# always be revoked with POST /api/auth/token/revoke/).
+TECHNIC_TOKEN_TTL = env_int("TECHNIC_TOKEN_TTL", 30 * 86400, minimum=0)
+# Failed logins (login page, admin, POST /api/auth/token/) from one address or for one user name
+# before further attempts are refused for TECHNIC_LOGIN_COOLOFF seconds (technic_project/logins.py).
+TECHNIC_LOGIN_FAILURE_LIMIT = env_int("TECHNIC_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+TECHNIC_LOGIN_COOLOFF = env_int("TECHNIC_LOGIN_COOLOFF", 900, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "technic_project.logins.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = TECHNIC_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=TECHNIC_LOGIN_COOLOFF)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "technic_project.throttles.client_address"
+AXES_LOCKOUT_CALLABLE = "technic_project.logins.lockout_response"
+AXES_VERBOSE = False  # no banner on every start-up: it would break the CLI's one-line errors
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "technic_project.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["technic_project.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "technic_project.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "technic_project.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "technic_project.throttles.AnonThrottle",
+        "technic_project.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("TECHNIC_THROTTLE_ANON", "60/min"),
@@ -264,7 +327,49 @@ TECHNIC_SYNC_SCAN_TIMEOUT = env_int("TECHNIC_SYNC_SCAN_TIMEOUT", 120, minimum=1)
 # own limit, which also covers bodies sent without a Content-Length).
 TECHNIC_MAX_BODY_BYTES = env_int("TECHNIC_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TECHNIC_MAX_BODY_BYTES
+# A request's body must arrive within this many seconds of its headers, or it answers 408; the
+# web process refuses an over-long body as its bytes arrive (technic_project/bodies.py).
+TECHNIC_BODY_TIMEOUT = env_int("TECHNIC_BODY_TIMEOUT", 30, minimum=1)
+# JSON bodies nested deeper than this answer 400 JSON_TOO_DEEP before they are decoded.
+TECHNIC_MAX_JSON_DEPTH = env_int("TECHNIC_MAX_JSON_DEPTH", 32, minimum=2)
+# Live progress connections (WebSocket and SSE together) a user may hold at once; more are refused.
+TECHNIC_MAX_LIVE_CONNECTIONS = env_int("TECHNIC_MAX_LIVE_CONNECTIONS", 20, minimum=1)
+# GET /scan/results answers at most this many result rows (the default page; ?limit= asks fewer).
+TECHNIC_RESULTS_PAGE_SIZE = env_int("TECHNIC_RESULTS_PAGE_SIZE", 5000, minimum=1)
 CSRF_FAILURE_VIEW = "technic_project.api.csrf_failure"
+
+# /metrics and the details of /health/detailed are for staff sessions and for
+# "Authorization: Bearer <TECHNIC_METRICS_TOKEN>" (Prometheus); unset, only staff see them.
+TECHNIC_METRICS_TOKEN = env_str("TECHNIC_METRICS_TOKEN", "").strip()
+if TECHNIC_METRICS_TOKEN and len(TECHNIC_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("TECHNIC_METRICS_TOKEN must be at least 32 characters (e.g. openssl rand -hex 32)")
+
+# Served over HTTPS behind a proxy (docs/operations.md "HTTPS"): the header the proxy sets on
+# HTTPS requests, the origins session POSTs come from, and DJANGO_HTTPS=true for secure cookies,
+# HSTS and the redirect to HTTPS (probes and the Prometheus scrape may stay on plain HTTP).
+_ssl_header = env_list("DJANGO_SECURE_PROXY_SSL_HEADER", [])
+if _ssl_header:
+    if len(_ssl_header) != 2 or not _ssl_header[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECURE_PROXY_SSL_HEADER={','.join(_ssl_header)!r}: write it as HTTP_X_FORWARDED_PROTO,https "
+            "(the header as Django names it, then the value the proxy sends on HTTPS requests)"
+        )
+    SECURE_PROXY_SSL_HEADER = (_ssl_header[0], _ssl_header[1])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    _parts = urlsplit(_origin)
+    if _parts.scheme not in ("http", "https") or not _parts.netloc or _parts.path or _parts.query:
+        raise ImproperlyConfigured(
+            f"DJANGO_CSRF_TRUSTED_ORIGINS: {_origin!r} is not an origin; write scheme://host[:port], "
+            "e.g. https://technic.example.com"
+        )
+DJANGO_HTTPS = env_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = DJANGO_HTTPS
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 86400 if DJANGO_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", DJANGO_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "technic API",
@@ -272,7 +377,8 @@ SPECTACULAR_SETTINGS = {
         "A distributed stock technical scanner: start scans, follow their progress, read and compare "
         "results.\n\nAuthenticate with `Authorization: Token <token>` (`POST /api/auth/token/` answers one) "
         "or the web page's session (unsafe methods then need the `X-CSRFToken` header). Live progress is also "
-        "pushed over the WebSocket `/scan/ws/{scan_id}` (`?token=<token>`), with the ProgressSnapshot schema "
+        "pushed over the WebSocket `/scan/ws/{scan_id}` (`?ticket=<ticket>`, which `POST /api/auth/ticket/` "
+        "answers for 60 s; `?token=<token>` still works), with the ProgressSnapshot schema "
         "plus `type`.\n\nEvery error answers JSON: "
         '`{"error": {"code": "…", "message": "…", "suggestions": […], "details": {…}}}`.'
     ),
@@ -280,6 +386,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # A scan's status is one enum wherever it appears (otherwise drf-spectacular names it by a hash
+    # and warns, which fails manage.py check --deploy --fail-level WARNING).
+    "ENUM_NAME_OVERRIDES": {"ScanStatusEnum": "scanner.models.ScanStatus"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
@@ -293,7 +402,10 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"scan_id": {"()": "technic_project.logs.ScanIdFilter"}},
+    "filters": {
+        "scan_id": {"()": "technic_project.logs.ScanIdFilter"},
+        "redact": {"()": "technic_project.logs.RedactFilter"},  # no token or ticket in any line
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s [scan=%(scan_id)s] %(message)s"},
         "json": {"()": "technic_project.logs.JsonFormatter"},
@@ -302,7 +414,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": env_choice("TECHNIC_LOG_FORMAT", "plain", ("plain", "json")),
-            "filters": ["scan_id"],
+            "filters": ["scan_id", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO").upper()},

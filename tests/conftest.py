@@ -93,7 +93,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A redis-server of the tests' own; Django and Celery in this process point at it."""
     from channels.layers import channel_layers
     from django.conf import settings
-    from django.test.utils import override_settings
 
     from technic_project.celery import app
 
@@ -102,13 +101,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     settings.REDIS_URL = settings.CACHE_REDIS_URL = server.url
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [server.url]
-    # The signal override_settings sends makes Django drop cache connections made so far.
-    caches_override = override_settings(CACHES={"default": {**settings.CACHES["default"], "LOCATION": server.url}})
-    caches_override.enable()
     channel_layers.backends.clear()  # the next get_channel_layer() uses this server
     app.conf.update(broker_url=server.url, result_backend=server.url)
     yield server
-    caches_override.disable()
     server.stop()
 
 
@@ -131,7 +126,6 @@ def workers(
         "DATABASE_URL": db_url,
         "DJANGO_DEBUG": "false",
         "TECHNIC_DEMO_SYMBOLS": str(INTEGRATION_DEMO_SYMBOLS),
-        "TECHNIC_SCAN_STALL_SECONDS": "3",
         "TECHNIC_BATCH_MAX_ATTEMPTS": "3",
     }
     pool = Workers(env, tmp_path_factory.mktemp("workers") / "worker.log")

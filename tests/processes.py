@@ -24,37 +24,58 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server`` on a free port, in its own folder; nothing persisted."""
+    """``redis-server`` on a free port, in its own folder. Nothing is persisted unless
+    ``appendonly``: then every write goes to an append-only file there (fsynced every second, as
+    docs/operations.md recommends for the main instance), so queued messages, chord state and
+    progress survive ``restart``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, appendonly: bool = False) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.folder = folder
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers (after loading its append-only file)."""
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
             cwd=self.folder,
             stdout=(self.folder / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
         client = redis.Redis(port=self.port)
-        for _ in range(100):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
             try:
-                client.ping()
+                client.ping()  # BusyLoadingError, a ConnectionError, while the file loads
                 return
             except redis.ConnectionError:
                 time.sleep(0.05)
+            finally:
+                client.close()
         raise RuntimeError(f"redis-server did not start; see {self.folder / 'redis.log'}")
 
     def stop(self) -> None:
+        """Shut the server down (SIGTERM: it writes its append-only file out first)."""
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
             self.process = None
+
+    def restart(self, downtime: float) -> None:
+        """Stop the server, leave the port closed for ``downtime`` seconds, start it again on
+        the same port (with the data of its append-only file when ``appendonly``)."""
+        self.stop()
+        time.sleep(downtime)
+        self.start()
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
@@ -119,12 +140,57 @@ class Workers:
         stop_group(self.process)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the worker's main process and its pool processes at once, as a lost machine
+        or the OOM killer would: nothing is acknowledged or put back."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+class Beat:
+    """``celery beat`` sending the schedule of ``app`` (the watchdog every
+    TECHNIC_WATCHDOG_INTERVAL seconds, the cache warmer) to its broker."""
+
+    def __init__(self, env: dict[str, str], folder: Path, app: str = "tests.worker_app") -> None:
+        self.env = {**os.environ, **env, "DJANGO_LOG_LEVEL": "INFO"}
+        self.app = app
+        self.folder = folder
+        self.log = folder / "beat.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", self.app, "beat", "--loglevel", "INFO",
+             "--schedule", str(self.folder / "beat-schedule")],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery beat exited with {self.process.returncode}; see {self.log}")
+            if "beat: Starting" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"celery beat not started after {timeout} s; see {self.log}")
+
+    def stop(self) -> None:
+        stop_group(self.process)
+        self.process = None
+
 
 ASGI_APPLICATION = "technic_project.asgi:application"
 
 
 class WebServer:
-    """The ASGI application under daphne, as the Procfile's ``web`` process runs it."""
+    """The ASGI application under daphne (``technic_project.server``), as the Procfile's ``web``
+    process runs it."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = {**os.environ, **env}
@@ -138,7 +204,7 @@ class WebServer:
 
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION],
+            [sys.executable, "-m", "technic_project.server", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION],
             cwd=REPO,
             env=self.env,
             stdout=self.log.open("ab"),

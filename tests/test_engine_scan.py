@@ -50,6 +50,19 @@ def test_rows_carry_every_contract_field(full_scan: Any) -> None:
         assert row["as_of"] <= LAST_DAY.isoformat()
 
 
+def test_flags_are_split_into_data_quality_and_risk_and_a_foreign_last_bar_is_flagged(
+    real_bars: dict[str, Bars], real_instruments: list[Instrument], real_calendar: np.ndarray
+) -> None:
+    as_of = date(2017, 9, 14)
+    out = scan_batch(real_instruments, windowed(real_bars, as_of, 500), ScanConfig(), as_of, real_calendar)
+    rows = {r["symbol"]: r for r in out.rows}
+    assert "suspect_last_bar:2017-09-14" in rows["MRK"]["quality_flags"]
+    assert "no_alpha_model" in rows["MRK"]["risk_flags"]
+    for row in out.rows:
+        assert row["flags"] == row["quality_flags"] + row["risk_flags"]
+        assert all(":" in f for f in row["quality_flags"]) and not any(":" in f for f in row["risk_flags"])
+
+
 def test_all_eleven_sectors_are_scanned_when_none_are_chosen(full_scan: Any) -> None:
     assert {r["sector"] for r in full_scan.rows} == set(GICS_SECTORS)
 

@@ -18,11 +18,15 @@ from django.test import Client, override_settings
 
 from scanner.engine.config import ScanConfig
 from scanner.services import scan_create
+from technic_project import health
 from technic_project.celery import app
 from tests.processes import REPO, RedisServer, Workers, free_port, stop_group
 from tests.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+METRICS_TOKEN = "p" * 40
+OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # as Prometheus scrapes
 
 
 @pytest.fixture
@@ -56,17 +60,24 @@ def test_liveness_needs_nothing_and_readiness_follows_redis(own_redis: RedisServ
     assert client.get("/health/ready").status_code == 200
 
 
+def worker_names(client: Client) -> list[str]:
+    return list(client.get("/health/detailed", headers=OPERATOR).json()["components"]["workers"]["workers"])
+
+
+@override_settings(TECHNIC_METRICS_TOKEN=METRICS_TOKEN)
 def test_detailed_health_reports_each_component_and_a_worker_that_stopped(workers: Workers, tmp_path: Path) -> None:
     client = Client()
+    # The workers' ping is refreshed every few seconds, hence the waits.
+    settle = health.WORKERS_FRESH_SECONDS + 10
     extra = Workers(dict(workers.env), tmp_path / "w2.log", concurrency=1, name="w2")
     extra.start()
     try:
-        body = client.get("/health/detailed").json()
-        names = body["components"]["workers"]["workers"]
-        assert any(n.startswith("w1@") for n in names) and any(n.startswith("w2@") for n in names)
+        wait_until(lambda: any(n.startswith("w2@") for n in worker_names(client)), settle, "w2 in the ping", poll=0.5)
+        assert any(n.startswith("w1@") for n in worker_names(client))
     finally:
         extra.stop()
-    response = client.get("/health/detailed")
+    wait_until(lambda: not any(n.startswith("w2@") for n in worker_names(client)), settle, "w2 gone", poll=0.5)
+    response = client.get("/health/detailed", headers=OPERATOR)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "healthy", body
     names = body["components"]["workers"]["workers"]
@@ -84,8 +95,9 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@override_settings(TECHNIC_METRICS_TOKEN=METRICS_TOKEN)
 def test_metrics_move_after_a_scan_that_ran_on_a_worker(workers: Workers) -> None:
-    client = Client()
+    client = Client(headers=OPERATOR)
     before = client.get("/metrics").content.decode()
     scan = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=60)).id)
     assert scan.status == "completed"

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.test.utils import override_settings
 
 from cache_admin import store
@@ -141,7 +143,9 @@ def test_a_scan_against_a_down_provider_fails_with_suggestions_and_the_breaker_s
     # the breaker opened after THRESHOLD failures; only requests already in flight followed
     assert THRESHOLD <= len(fake.calls()) <= THRESHOLD + WORKER_PROCESSES * CONCURRENCY
 
-    provider = api.get("/health/detailed").json()["components"]["data_provider"]
+    operator = Client()  # the breaker's details are for staff
+    operator.force_login(User.objects.create_user("operator", password="pw", is_staff=True))
+    provider = operator.get("/health/detailed").json()["components"]["data_provider"]
     assert provider["status"] == "down" and provider["circuit_breaker"]["state"] == "open"
     assert provider["circuit_breaker"]["consecutive_failures"] >= THRESHOLD
 

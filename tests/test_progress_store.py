@@ -1,17 +1,20 @@
 """The progress store against a real redis-server: atomic updates, monotonic seq and progress,
-the push throttle, TTLs, the ETA ledger and the database fallback."""
+counters that count a redelivered batch once, cancelled stages, the push throttle, TTLs, the ETA
+ledger, the database fallback and the rebuild of progress Redis lost."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from progress import push, store
-from scanner.models import Scan
+from scanner.models import Scan, ScanSkip
 from tests.processes import RedisServer
 
 
@@ -176,3 +179,125 @@ def test_learned_rates_blend_completed_scans_and_become_the_etas_priors(
     assert snap is not None
     # 1,000 symbols to fetch at the learned 10 symbols/s (the default prior says 1,000/s: 1 s)
     assert snap["overall_eta"] > 90.0
+
+
+def test_a_batch_reported_twice_is_counted_once_and_no_counter_passes_its_total(
+    pushes: list[dict[str, Any]],
+) -> None:
+    sid = new_id()
+    store.stage_started(sid, "universe_loading", 1)
+    store.handover(sid, "universe_loading", "symbol_scanning", 200)
+    for done in (40, 80):
+        store.batch_advanced(sid, "symbol_scanning", 0, done, "AAPL")
+    for done in (40, 80, 100):  # its worker died; delivered again, the batch starts over
+        store.batch_advanced(sid, "symbol_scanning", 0, done, "AAPL")
+    snap = store.batch_advanced(sid, "symbol_scanning", 1, 100, "MSFT")
+    assert snap is not None and (snap["current"], snap["total"]) == (200, 200)
+    over = store.advanced(sid, "symbol_scanning", 50)
+    assert over is not None and over["stages"]["symbol_scanning"]["current"] == 200
+
+
+def test_cache_lookups_count_only_with_the_units_they_came_with(pushes: list[dict[str, Any]]) -> None:
+    sid = new_id()
+    store.stage_started(sid, "universe_loading", 1)
+    store.handover(sid, "universe_loading", "data_fetching", 100)
+    store.batch_advanced(sid, "data_fetching", 0, 100, cache_hits=0, cache_misses=100)
+    again = store.batch_advanced(sid, "data_fetching", 0, 100, cache_hits=100, cache_misses=0)
+    assert again is not None
+    assert (again["cache"]["hits"], again["cache"]["misses"], again["current"]) == (0, 100, 100)
+
+
+def test_stages_that_end_after_a_cancel_request_are_cancelled_and_keep_their_count(
+    pushes: list[dict[str, Any]],
+) -> None:
+    sid = new_id()
+    snaps = [store.stage_started(sid, "universe_loading", 1)]
+    snaps.append(store.handover(sid, "universe_loading", "data_fetching", 100))
+    snaps.append(store.batch_advanced(sid, "data_fetching", 0, 30))
+    snaps.append(store.cancel_requested(sid))
+    handed = store.handover(sid, "data_fetching", "symbol_scanning", 100)
+    final = store.finished(sid, "cancelled", "cancelled")
+    snaps += [handed, final]
+    assert handed is not None and final is not None
+    fetching = handed["stages"]["data_fetching"]
+    assert (fetching["status"], fetching["progress"], fetching["current"]) == ("cancelled", 30.0, 30)
+    assert {name: st["status"] for name, st in final["stages"].items()} == {
+        "universe_loading": "completed",
+        "data_fetching": "cancelled",
+        "symbol_scanning": "cancelled",
+        "finalization": "cancelled",
+    }
+    overall = [s["overall_progress"] for s in snaps if s]
+    assert overall == sorted(overall) and overall[-1] < 100
+
+
+def lost_progress(redis_server: RedisServer, scan_id: Any) -> None:
+    """What a FLUSHALL does to one scan's progress (the suite's shared Redis is not flushed)."""
+    client = redis_server.client()
+    for key in client.scan_iter(f"technic:progress:{scan_id}:*"):
+        client.delete(key)
+
+
+def running_scan(**fields: Any) -> Scan:
+    """A 100-symbol scan in symbol_scanning since 5 s, 30 of its symbols with an outcome."""
+    now = timezone.now()
+    second = timedelta(seconds=1)
+    scan = Scan.objects.create(
+        config={},
+        data_provider="demo",
+        status="running",
+        total_symbols=100,
+        universe=[[f"S{i:03d}", "", "Energy"] for i in range(100)],
+        started_at=now - 10 * second,
+        universe_loading_started_at=now - 10 * second,
+        universe_loading_ended_at=now - 9 * second,
+        data_fetching_started_at=now - 9 * second,
+        data_fetching_ended_at=now - 5 * second,
+        symbol_scanning_started_at=now - 5 * second,
+        current_stage="symbol_scanning",
+        **fields,
+    )
+    ScanSkip.objects.bulk_create(
+        ScanSkip(scan=scan, symbol=f"S{i:03d}", reason="no_data", detail="") for i in range(30)
+    )
+    return scan
+
+
+@pytest.mark.django_db
+def test_progress_redis_lost_is_rebuilt_from_the_database_by_the_next_update(
+    pushes: list[dict[str, Any]], redis_server: RedisServer
+) -> None:
+    scan = running_scan()
+    store.stage_started(scan.id, "universe_loading", 1)
+    before = store.handover(scan.id, "universe_loading", "data_fetching", 100)
+    assert before is not None
+    lost_progress(redis_server, scan.id)
+    snap = store.advanced(scan.id, "symbol_scanning", 10)
+    assert snap is not None
+    assert (snap["status"], snap["current_stage"]) == ("running", "symbol_scanning")
+    assert [snap["stages"][s]["status"] for s in snap["stages"]] == ["completed", "completed", "running", "pending"]
+    timings = scan.stage_timings()
+    for stage in ("universe_loading", "data_fetching"):
+        assert snap["stages"][stage]["seconds"] == pytest.approx(timings[stage]["seconds"], abs=0.002)
+    assert (snap["current"], snap["total"]) == (40, 100)  # 30 in the database, 10 reported since
+    assert snap["seq"] > before["seq"], "clients would drop the rebuilt snapshots as stale"
+
+
+@pytest.mark.django_db
+def test_the_final_snapshot_after_redis_lost_the_progress_agrees_with_the_row(
+    pushes: list[dict[str, Any]], redis_server: RedisServer
+) -> None:
+    scan = running_scan()
+    Scan.objects.filter(id=scan.id).update(status="failed", finished_at=timezone.now(), error_code="X")
+    scan.refresh_from_db()
+    late = store.advanced(scan.id, "symbol_scanning", 10)  # a batch still running after the failure
+    assert late is None and store.snapshot(scan.id) is None
+    final = store.finished(scan.id, "failed", "X: broke", scan, scanned=30)
+    assert final is not None and final["status"] == "failed"
+    assert [final["stages"][s]["status"] for s in final["stages"]] == ["completed", "completed", "failed", "pending"]
+    assert (final["stages"]["symbol_scanning"]["current"], final["stages"]["symbol_scanning"]["total"]) == (30, 100)
+    assert final["elapsed_seconds"] == pytest.approx((scan.finished_at - scan.started_at).total_seconds(), abs=0.002)
+    Scan.objects.filter(id=scan.id).update(progress=final)
+    scan.refresh_from_db()
+    lost_progress(redis_server, scan.id)
+    assert store.finished(scan.id, "failed", "again", scan, scanned=30) is None  # its end is kept

@@ -203,3 +203,42 @@ def test_a_restored_pending_scan_has_an_eta_before_anything_started(clock: FakeC
     snap = ProgressTracker.restore("s", {"seq": 0, "status": "pending"}, clock=clock).snapshot()
     assert snap["current_stage"] is None and snap["overall_progress"] == 0.0
     assert snap["overall_eta"] > 0
+
+
+def test_a_restored_cancelled_scan_shows_the_stages_the_cancel_cut_short_as_cancelled(clock: FakeClock) -> None:
+    state = recorded_state(status="cancelled", ended=1002.0, cancel_requested=1001.0)
+    stages = state["stages"]
+    assert isinstance(stages, dict)
+    stages["data_fetching"] = {"started": 1000.1, "ended": 1001.1, "current": 60, "total": 100}
+    snap = ProgressTracker.restore("s", state, clock=clock).snapshot()
+    assert {s: snap["stages"][s]["status"] for s in STAGES} == {
+        "universe_loading": "completed",  # it ended before the cancel
+        "data_fetching": "cancelled",  # it ended after: cut short, not "completed 100 %"
+        "symbol_scanning": "cancelled",
+        "finalization": "cancelled",  # never ran
+    }
+    assert snap["stages"]["data_fetching"]["progress"] == 60.0
+    assert snap["overall_progress"] == pytest.approx(5 + 20 * 0.6 + 70 * 0.4, abs=0.05)
+
+
+def test_a_scan_that_completed_although_a_cancel_came_late_shows_its_stages_completed(clock: FakeClock) -> None:
+    state = recorded_state(status="completed", ended=1002.0, cancel_requested=1000.05)
+    snap = ProgressTracker.restore("s", state, clock=clock).snapshot()
+    assert [snap["stages"][s]["status"] for s in STAGES[:3]] == ["completed"] * 3
+
+
+def test_a_live_tracker_cut_short_by_a_cancel_keeps_the_stages_count(clock: FakeClock) -> None:
+    tracker = ProgressTracker("s", clock=clock)
+    tracker.start_stage("universe_loading", 1)
+    tracker.complete_stage("universe_loading")
+    tracker.start_stage("data_fetching", 100)
+    tracker.advance("data_fetching", 30)
+    before = tracker.snapshot()["overall_progress"]
+    tracker.request_cancel()
+    clock.tick(0.1)
+    tracker.complete_stage("data_fetching")
+    tracker.finish("cancelled")
+    snap = tracker.snapshot()
+    assert snap["stages"]["data_fetching"] == {**snap["stages"]["data_fetching"], "status": "cancelled", "current": 30}
+    assert [snap["stages"][s]["status"] for s in STAGES] == ["completed", "cancelled", "cancelled", "cancelled"]
+    assert snap["overall_progress"] == before

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.test.utils import override_settings
 
 from progress import store
 from progress.tracker import ProgressTracker
@@ -88,6 +89,9 @@ def test_killing_a_worker_process_mid_scan_loses_no_symbol_and_duplicates_none(w
     assert "error" not in {reason for _, reason in skips}
     attempts = list(_attempt_keys(scan).values())
     assert max(attempts) >= 2, "the killed batch was never delivered again"
+    # The killed batch had reported part of its symbols; delivered again, it is counted once.
+    counted = store.current_snapshot(scan)["stages"]["symbol_scanning"]
+    assert (counted["current"], counted["progress"]) == (scan.total_symbols, 100)
 
 
 def _attempt_keys(scan: Scan) -> dict[str, int]:
@@ -218,9 +222,11 @@ def test_the_watchdog_fails_a_scan_whose_chord_state_was_lost(workers: Workers, 
         return scanned(scan) >= scan.total_symbols
 
     wait_until(lose_chord_state, 60, "every batch to run while the chord's state is lost")
-    time.sleep(4)  # the workers' stall limit is 3 s
+    time.sleep(4)
     assert Scan.objects.get(id=scan.id).status == "running"
-    assert tasks.watchdog.delay().get(timeout=30) >= 1
+    # Here, not on the workers: their stall limit must exceed the visibility timeout.
+    with override_settings(TECHNIC_SCAN_STALL_SECONDS=3):
+        assert tasks.watchdog.apply().get() >= 1
     scan.refresh_from_db()
     assert scan.status == "failed"
     assert scan.error_code == "SCAN_STALLED"

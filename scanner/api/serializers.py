@@ -142,7 +142,15 @@ class ScanStartSchema(OpenApiSerializerExtension):
 
 
 class ResultsQuerySerializer(serializers.Serializer):
-    format = serializers.ChoiceField(["json", "csv"], default="json", help_text="csv: a text/csv attachment")
+    format = serializers.ChoiceField(
+        ["json", "csv"], default="json", help_text="csv: a text/csv attachment of every row (no paging)"
+    )
+    limit = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="result rows per page; at most, and by default, the server's page size (5000 unless configured)",
+    )
+    offset = serializers.IntegerField(min_value=0, default=0, help_text="the first result row of the page")
 
 
 class HistoryQuerySerializer(serializers.Serializer):
@@ -272,8 +280,8 @@ class StageTimingSerializer(serializers.Serializer):
 
 class DataSourceSerializer(serializers.Serializer):
     provider = serializers.CharField()
-    data_path = serializers.CharField(allow_null=True)
-    universe_path = serializers.CharField(allow_null=True)
+    data_path = serializers.CharField(allow_null=True, help_text="the file's name; its full server path for staff")
+    universe_path = serializers.CharField(allow_null=True, help_text="the file's name; its full server path for staff")
 
 
 class ManifestSerializer(serializers.Serializer):
@@ -324,7 +332,13 @@ class ResultRowSerializer(serializers.Serializer):
     target = serializers.FloatField(allow_null=True)
     reward_risk = serializers.FloatField(allow_null=True)
     position_size = serializers.IntegerField(allow_null=True)
-    flags = serializers.ListField(child=serializers.CharField())
+    flags = serializers.ListField(child=serializers.CharField(), help_text="quality_flags, then risk_flags")
+    quality_flags = serializers.ListField(
+        child=serializers.CharField(), help_text="the data's suspect bars, `kind:YYYY-MM-DD` (docs/data.md)"
+    )
+    risk_flags = serializers.ListField(
+        child=serializers.CharField(), help_text="the setup's and the plan's risks, and why an alpha is empty"
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -339,9 +353,15 @@ class SkipSerializer(serializers.Serializer):
 
 
 class ScanResultsSerializer(serializers.Serializer):
+    """A page of a scan's results (the first holds every row unless there are more than the
+    server's page size); ``scan`` and ``skipped`` are whole on every page."""
+
     scan = ScanDetailSerializer()
-    results = ResultRowSerializer(many=True)
+    results = ResultRowSerializer(many=True, help_text="this page's rows, best first")
     skipped = SkipSerializer(many=True)
+    count = serializers.IntegerField(help_text="result rows in all pages")
+    next = serializers.URLField(allow_null=True, help_text="the next page's URL; null on the last page")
+    previous = serializers.URLField(allow_null=True, help_text="the previous page's URL; null on the first")
 
 
 class ActiveScanSerializer(ScanLinksSerializer):

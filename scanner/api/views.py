@@ -6,10 +6,11 @@ scan is the caller's. Errors use the API's one shape (``technic_project.errors``
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
-from django.http import HttpResponse, QueryDict
+from django.http import QueryDict, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -18,7 +19,6 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import APISettings
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from scanner.api.serializers import (
@@ -40,6 +40,7 @@ from scanner.api.serializers import (
     unknown_field,
     validated,
 )
+from scanner.csv_export import stream_csv
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.models import Scan
 from scanner.providers import DataProviderError, ProviderAuthError, ProviderUnavailable
@@ -54,9 +55,9 @@ from scanner.selectors import (
     user_scan,
 )
 from scanner.services import ScanNotCancellable, TooManyActiveScans, scan_cancel, scan_create, scan_wait
-from scanner.terminal import render_csv
 from technic_project.errors import ApiError, scan_not_found
 from technic_project.openapi import error_response
+from technic_project.throttles import ScopeThrottle
 
 ACTIVE_RETRY_AFTER_SECONDS = 5
 LEGACY_PARAMS = ("max_symbols", "sectors")
@@ -72,7 +73,7 @@ STARTING = {
     429: error_response("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
     503: error_response(
         "DATA_PROVIDER_AUTH (the provider rejected its key), DATA_PROVIDER_UNAVAILABLE (it does not answer) or "
-        "DATA_PROVIDER_ERROR: the market data cannot be read"
+        "DATA_PROVIDER_ERROR: the market data cannot be read; REDIS_UNAVAILABLE: the broker cannot be reached"
     ),
 }
 
@@ -124,19 +125,21 @@ def _start(request: Request, config: ScanConfig, async_mode: bool) -> Response:
     if not async_mode:
         scan = scan_wait(scan, settings.TECHNIC_SYNC_SCAN_TIMEOUT)
         if scan.is_finished:
-            return Response(ScanResultsSerializer(scan_results(scan)).data)
+            return Response(ScanResultsSerializer(results_page(request, scan)).data)
         body.update(status=scan.status, message="still running; follow progress_url")
     return Response(ScanStartedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ScanStartView(APIView):
-    throttle_classes = [*APIView.throttle_classes, ScopedRateThrottle]
+    throttle_classes = [*APIView.throttle_classes, ScopeThrottle]
     throttle_scope = "scan_start"
 
     @extend_schema(
         request=ScanStartSerializer,
         responses={
-            200: OpenApiResponse(ScanResultsSerializer, description="async_mode false: the finished scan"),
+            200: OpenApiResponse(
+                ScanResultsSerializer, description="async_mode false: the finished scan (the first page of its results)"
+            ),
             202: ScanStartedSerializer,
             **CSRF,
             413: error_response("the body is over the server's limit"),
@@ -151,7 +154,7 @@ class ScanStartView(APIView):
 
 
 class ScanLegacyView(APIView):
-    throttle_classes = [*APIView.throttle_classes, ScopedRateThrottle]
+    throttle_classes = [*APIView.throttle_classes, ScopeThrottle]
     throttle_scope = "scan_start"
 
     @extend_schema(
@@ -160,7 +163,9 @@ class ScanLegacyView(APIView):
             OpenApiParameter("sectors", str, description="comma-separated GICS sector names"),
         ],
         responses={
-            200: OpenApiResponse(ScanResultsSerializer, description="the finished scan"),
+            200: OpenApiResponse(
+                ScanResultsSerializer, description="the finished scan (the first page of its results)"
+            ),
             202: OpenApiResponse(ScanStartedSerializer, description="still running; follow progress_url"),
             **STARTING,
         },
@@ -200,24 +205,51 @@ class ScanResultsView(APIView):
         responses={
             (200, "application/json"): ScanResultsSerializer,
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the ranked rows as CSV"),
-            400: error_response("INVALID_FORMAT"),
+            400: error_response("INVALID_FORMAT, INVALID_LIMIT, INVALID_OFFSET"),
             **NOT_AUTHENTICATED,
             **NOT_FOUND,
             409: error_response("SCAN_NOT_FINISHED: pending or running (details.progress_url)"),
             **THROTTLED,
         },
     )
-    def get(self, request: Request, scan_id: UUID) -> Response | HttpResponse:
-        """A finished scan's results, skip list and metrics (partial for a cancelled or failed one)."""
-        export = validated(ResultsQuerySerializer, request.query_params)["format"]
+    def get(self, request: Request, scan_id: UUID) -> Response | StreamingHttpResponse:
+        """A finished scan's results, skip list and metrics (partial for a cancelled or failed one).
+
+        Result rows come a page at a time: ``limit`` (at most, and by default, the server's page
+        size) from ``offset``; ``count`` is the number of rows in all and ``next`` the URL of the
+        following page (null on the last). ``scan`` and ``skipped`` are whole on every page. The
+        CSV export is every row, streamed."""
+        query = validated(ResultsQuerySerializer, request.query_params)
         scan = _finished(_owned(request, scan_id))
-        if export == "csv":
-            return HttpResponse(
-                render_csv(ranked_rows(scan)),
+        if query["format"] == "csv":
+            return StreamingHttpResponse(
+                stream_csv(ranked_rows(scan)),
                 content_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="scan-{scan.id}.csv"'},
             )
-        return Response(ScanResultsSerializer(scan_results(scan)).data)
+        page = results_page(request, scan, query["offset"], query.get("limit"))
+        return Response(ScanResultsSerializer(page).data)
+
+
+def results_page(request: Request, scan: Scan, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """``scan_results`` with the result rows from ``offset``, at most ``limit`` of them (lowered
+    to TECHNIC_RESULTS_PAGE_SIZE, the default), plus ``count``, ``next`` and ``previous``:
+    absolute URLs of the neighbouring pages of GET /scan/results, or None."""
+    limit = min(limit or settings.TECHNIC_RESULTS_PAGE_SIZE, settings.TECHNIC_RESULTS_PAGE_SIZE)
+    body = scan_results(scan, server_paths=getattr(request.user, "is_staff", False))
+    count = len(body["results"])
+    url = scan_links(scan.id)["results_url"]
+
+    def link(start: int) -> str:
+        return request.build_absolute_uri(f"{url}?{urlencode({'limit': limit, 'offset': start})}")
+
+    return {
+        **body,
+        "results": body["results"][offset : offset + limit],
+        "count": count,
+        "next": link(offset + limit) if offset + limit < count else None,
+        "previous": link(max(offset - limit, 0)) if offset > 0 else None,
+    }
 
 
 class ScanCancelView(APIView):

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -47,28 +47,8 @@ INDICATOR_FIELDS = (
 ROW_FIELDS = (
     "symbol", "name", "sector", "as_of", "close", "tech_rating", "signal", *INDICATOR_FIELDS, "subscores",
     "alpha_5d", "alpha_10d", "entry", "stop", "target", "reward_risk", "position_size", "flags",
+    "quality_flags", "risk_flags",
 )  # fmt: skip
-
-
-class ResultRow(TypedDict):
-    """One scanned symbol; the same fields in JSON results, CSV export and the CLI."""
-
-    symbol: str
-    name: str
-    sector: str
-    as_of: str
-    close: float
-    tech_rating: float
-    signal: str
-    subscores: dict[str, float]
-    alpha_5d: float | None
-    alpha_10d: float | None
-    entry: float | None
-    stop: float | None
-    target: float | None
-    reward_risk: float | None
-    position_size: int | None
-    flags: list[str]
 
 
 @dataclass(frozen=True)
@@ -212,9 +192,9 @@ def _scan_panel(
                 )
             )
         else:
-            flags = list(quality.flags[i])
+            quality_flags = list(quality.flags[i])
             if stale[i]:
-                flags.append(f"stale:{last_dates[i]}")
+                quality_flags.append(f"stale:{last_dates[i]}")
             out.rows.append(
                 _row(
                     inst,
@@ -224,7 +204,7 @@ def _scan_panel(
                     scores.signal[i],
                     scores.subscores,
                     last_dates[i],
-                    flags,
+                    quality_flags,
                     config,
                     alphas[i],
                 )
@@ -239,11 +219,14 @@ def _row(
     signal: str,
     subscores: Mapping[str, np.ndarray],
     last_date: np.datetime64,
-    flags: list[str],
+    quality_flags: list[str],
     config: ScanConfig,
     alpha: Alphas,
 ) -> dict[str, Any]:
+    """The result row; ``flags`` is ``quality_flags`` (the data's, ``kind:date``) then
+    ``risk_flags`` (the setup's and the plan's, and why an alpha is empty)."""
     values = {name: _number(getattr(ind, name)[i]) for name in INDICATOR_FIELDS}
+    flags: list[str] = []
     rsi, vol = values["rsi_14"], values["vol_20d"]
     if rsi is not None and rsi >= 70:
         flags.append("overbought")
@@ -272,7 +255,9 @@ def _row(
         "target": plan.target,
         "reward_risk": plan.reward_risk,
         "position_size": plan.position_size,
-        "flags": flags,
+        "flags": [*quality_flags, *flags],
+        "quality_flags": quality_flags,
+        "risk_flags": flags,
     }
 
 

@@ -7,22 +7,21 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
-from rest_framework.throttling import SimpleRateThrottle
 
 from progress.tracker import ProgressTracker
 from scanner import services
 from scanner.engine.config import ScanConfig
 from scanner.runner import run_scan
 from scanner.sources import DataSource, provider_for
+from technic_project.throttles import RateWindows, WindowThrottle
 from tests.api.support import client_for
 
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_history(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no request counted against its throttles."""
-    monkeypatch.setattr(SimpleRateThrottle, "cache", LocMemCache(f"throttle-{uuid.uuid4()}", {}))
+    monkeypatch.setattr(WindowThrottle, "windows", RateWindows(key_prefix=f"throttle-{uuid.uuid4()}"))
 
 
 @pytest.fixture(autouse=True)

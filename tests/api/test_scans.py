@@ -27,6 +27,7 @@ from tests.api.support import (
     error_of,
     finished_scan,
     pending_scan,
+    streamed_text,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
@@ -86,10 +87,11 @@ def test_results_export_as_a_csv_attachment(
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"] == f'attachment; filename="scan-{scan.id}.csv"'
-    lines = response.content.decode().splitlines()
+    text = streamed_text(response)
+    lines = text.splitlines()
     assert lines[0] == ",".join(ROW_FIELDS)
     assert [line.split(",")[0] for line in lines[1:]] == [r["symbol"] for r in demo_rows]
-    assert_documented(response, "get", "/scan/results/{scan_id}")
+    assert_documented(response, "get", "/scan/results/{scan_id}", text)
 
 
 def test_an_unknown_results_format_answers_400(api: APIClient, owner: tuple[User, str]) -> None:

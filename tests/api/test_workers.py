@@ -11,6 +11,7 @@ from progress import store
 from scanner.models import Scan
 from tests.api.support import (
     assert_documented,
+    streamed_text,
 )
 from tests.processes import Workers
 from tests.waits import wait_finished, wait_until
@@ -36,7 +37,7 @@ def test_a_scan_started_through_the_api_runs_on_the_workers_and_its_results_can_
     assert {r["sector"] for r in body["results"]} <= {"Energy", "Utilities"}
     assert set(body["scan"]["manifest"]["last_bar"]) == {r["symbol"] for r in body["results"]}
     assert_documented(response, "get", "/scan/results/{scan_id}")
-    csv_lines = api.get(f"/scan/results/{scan_id}?format=csv").content.decode().splitlines()
+    csv_lines = streamed_text(api.get(f"/scan/results/{scan_id}?format=csv")).splitlines()
     assert len(csv_lines) == len(body["results"]) + 1
 
 

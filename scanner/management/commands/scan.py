@@ -16,6 +16,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from alpha.services import alpha_select, trained_alpha
 from progress.tracker import ProgressTracker
+from scanner.csv_export import render_csv
 from scanner.engine.alpha import TrainedAlpha
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.follow import follow_scan
@@ -25,7 +26,7 @@ from scanner.runner import ScanReport, load_universe, run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource, provider_for
-from scanner.terminal import LiveDisplay, render_csv, render_table
+from scanner.terminal import LiveDisplay, render_table
 
 
 def _csv_list(value: str) -> tuple[str, ...]:

@@ -23,7 +23,8 @@ const COLUMNS = [
   ['alpha_5d', 'Alpha 5d', (r) => percent(r.alpha_5d), true],
   ['alpha_10d', 'Alpha 10d', (r) => percent(r.alpha_10d), true],
   ['position_size', 'Size', (r) => fmt(r.position_size, 0), true],
-  ['flags', 'Flags', (r) => r.flags.join(', '), false],
+  ['quality_flags', 'Data quality', (r) => r.quality_flags.join(', '), false],
+  ['risk_flags', 'Risk', (r) => r.risk_flags.join(', '), false],
 ];
 
 // An alpha (a fraction) as a signed percentage, or a dash when the row has none (see its flags).
@@ -92,10 +93,10 @@ function visibleRows() {
   const flags = $('flt-flags').value;
   const rows = state.rows.filter((r) => (!text || r.symbol.toLowerCase().includes(text) || r.name.toLowerCase().includes(text))
     && (!sector || r.sector === sector) && (!signal || r.signal === signal) && r.tech_rating >= minimum
-    && (!flags || (flags === 'none') === (r.flags.length === 0)));
+    && (!flags || (flags === 'risk' ? r.risk_flags.length > 0 : (flags === 'none') === (r.quality_flags.length === 0))));
   const key = state.sortKey;
   const sign = state.descending ? -1 : 1;
-  const value = (r) => (key === 'flags' ? r.flags.join(',') : r[key]);
+  const value = (r) => (Array.isArray(r[key]) ? r[key].join(',') : r[key]);
   return rows.sort((a, b) => {
     const x = value(a); const y = value(b);
     if (x === y) return a.symbol < b.symbol ? -1 : 1;
@@ -134,8 +135,14 @@ function showSkipped(skipped) {
 }
 
 // Loads and shows the results of the finished scan of `page` (the page's data); answers them.
+// The API answers large results a page at a time: every page is fetched, following `next`.
 export async function showResults(page) {
   const data = await call('GET', page.results_url);
+  for (let next = data.next; next;) {
+    const more = await call('GET', next);
+    data.results = data.results.concat(more.results);
+    next = more.next;
+  }
   state.page = page;
   state.rows = data.results;
   showMetrics(data.scan);

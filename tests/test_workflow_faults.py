@@ -1,0 +1,186 @@
+"""Scans through the faults of a bad night: Redis restarted under a running scan, a whole worker
+SIGKILLed. A redis-server of this module's own, with an append-only file as production runs it
+(docs/operations.md), and workers of each test's own, so restarting or killing them disturbs
+no other test. Scans are started from a process pointed at that server (this process's Celery
+app and Redis clients point at the suite's shared one)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import override_settings
+
+from progress import store
+from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
+from tests.processes import REPO, Beat, RedisServer, Workers, database_url
+from tests.waits import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+DEMO_SYMBOLS = 3000
+BATCH_SIZE = 10  # 300 batches per stage: every stage spans the fault
+
+# Short timeouts in the relation the defaults keep (time limits < visibility timeout, and the
+# visibility timeout plus two redelivery sweeps of 1 s < stall limit), so a dead worker's batches
+# come back after 10 s and a scan with lost ones is resumed after 9 s (time limit + sweep); the
+# watchdog (beat) looks every second.
+SHORT_TIMEOUTS = {
+    "CELERY_VISIBILITY_TIMEOUT": "10",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "7",
+    "CELERY_TASK_TIME_LIMIT": "8",
+    "TECHNIC_SCAN_STALL_SECONDS": "20",
+    "TECHNIC_WATCHDOG_INTERVAL": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("aof-redis"), appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def fault_env(server: RedisServer, **extra: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": server.url,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "DJANGO_DEBUG": "false",
+        "TECHNIC_DEMO_SYMBOLS": str(DEMO_SYMBOLS),
+        **extra,
+    }
+
+
+@pytest.fixture
+def fault_workers(aof_redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
+    """Two worker processes on ``aof_redis`` with the default timeouts."""
+    pool = Workers(fault_env(aof_redis), tmp_path / "worker.log")
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def start_scan(server: RedisServer) -> str:
+    """Create and enqueue a scan of every demo symbol on ``server``; returns its id."""
+    code = (
+        "import django; django.setup()\n"
+        "from scanner.engine.config import ScanConfig\n"
+        "from scanner.services import scan_create\n"
+        f"print(scan_create(owner=None, config=ScanConfig(), batch_size={BATCH_SIZE}).id)\n"
+    )
+    env = {**os.environ, **fault_env(server), "DJANGO_SETTINGS_MODULE": "technic_project.settings"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def done_in(server: RedisServer, scan_id: str, stage: str) -> int:
+    with override_settings(REDIS_URL=server.url):
+        snap = store.snapshot(scan_id)
+    return 0 if snap is None else int(snap["stages"][stage]["current"])
+
+
+def finished(scan_id: str, timeout: float) -> Scan:
+    wait_until(
+        lambda: Scan.objects.get(id=scan_id).status in TERMINAL_STATUSES, timeout, f"scan {scan_id} to end", poll=0.2
+    )
+    return Scan.objects.get(id=scan_id)
+
+
+def assert_completed_with_each_symbol_once(scan: Scan) -> None:
+    assert scan.status == "completed", f"{scan.status} {scan.error_code}: {scan.error_message}"
+    results = list(ScanResult.objects.filter(scan=scan).values_list("symbol", flat=True))
+    skips = list(ScanSkip.objects.filter(scan=scan).values_list("symbol", "reason"))
+    names = results + [symbol for symbol, _ in skips]
+    assert len(names) == len(set(names)), "a symbol has more than one outcome"
+    assert sorted(names) == sorted(symbol for symbol, _, _ in scan.universe)
+    assert len(names) == scan.total_symbols == DEMO_SYMBOLS
+    assert "error" not in {reason for _, reason in skips}, "a batch was given up"
+
+
+@pytest.mark.parametrize(
+    ("stage", "downtime"),
+    [("data_fetching", 6), ("symbol_scanning", 6), ("symbol_scanning", 25)],
+)
+def test_a_scan_rides_out_a_redis_restart(
+    aof_redis: RedisServer, fault_workers: Workers, stage: str, downtime: float
+) -> None:
+    scan_id = start_scan(aof_redis)
+    wait_until(lambda: done_in(aof_redis, scan_id, stage) > DEMO_SYMBOLS // 10, 90, f"{stage} to be under way")
+    aof_redis.restart(downtime)
+    scan = finished(scan_id, timeout=120 + downtime)
+    assert_completed_with_each_symbol_once(scan)
+
+
+def test_a_scan_whose_whole_worker_was_killed_completes_on_a_new_worker(aof_redis: RedisServer, tmp_path: Path) -> None:
+    env = fault_env(aof_redis, **SHORT_TIMEOUTS)
+    first, second = Workers(env, tmp_path / "w1.log", name="w1"), Workers(env, tmp_path / "w2.log", name="w2")
+    beat = Beat(env, tmp_path)
+    first.start()
+    beat.start()
+    try:
+        scan_id = start_scan(aof_redis)
+        wait_until(lambda: done_in(aof_redis, scan_id, "symbol_scanning") > DEMO_SYMBOLS // 10, 90, "scanning")
+        first.kill()
+        assert aof_redis.client().hlen("unacked") > 0, "the killed worker held no batch"
+        second.start()
+        scan = finished(scan_id, timeout=120)
+    finally:
+        for process in (first, second, beat):
+            if process.process is not None:
+                process.stop()
+    assert_completed_with_each_symbol_once(scan)
+
+
+def test_a_scan_whose_queued_work_redis_lost_is_resumed_by_the_watchdog_and_completes(
+    aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    env = fault_env(aof_redis, **SHORT_TIMEOUTS)
+    workers, beat = Workers(env, tmp_path / "worker.log"), Beat(env, tmp_path)
+    workers.start()
+    beat.start()
+    try:
+        scan_id = start_scan(aof_redis)
+        wait_until(lambda: done_in(aof_redis, scan_id, "symbol_scanning") > DEMO_SYMBOLS // 10, 90, "scanning")
+        aof_redis.client().flushall()  # the queue, the chord's counter, progress: all gone
+        scan = finished(scan_id, timeout=120)
+    finally:
+        workers.stop()
+        beat.stop()
+    assert_completed_with_each_symbol_once(scan)
+    assert "resumed at symbol_scanning" in workers.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        (
+            {"TECHNIC_SCAN_STALL_SECONDS": "600"},
+            "TECHNIC_SCAN_STALL_SECONDS=600 must be above CELERY_VISIBILITY_TIMEOUT",
+        ),
+        (
+            {"CELERY_VISIBILITY_TIMEOUT": "3600", "TECHNIC_SCAN_STALL_SECONDS": "3700"},
+            "TECHNIC_SCAN_STALL_SECONDS=3700 must be above CELERY_VISIBILITY_TIMEOUT=3600 plus two",
+        ),
+        ({"CELERY_TASK_TIME_LIMIT": "1200"}, "CELERY_TASK_TIME_LIMIT=1200 must be below the broker visibility timeout"),
+    ],
+)
+def test_a_worker_refuses_to_start_when_its_timeouts_contradict_each_other(
+    aof_redis: RedisServer, env: dict[str, str], complaint: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "technic_project", "worker", "--concurrency", "1"],
+        cwd=REPO,
+        env={**os.environ, "REDIS_URL": aof_redis.url, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert complaint in proc.stderr
