@@ -14,8 +14,8 @@ from django.conf import settings
 from alpha.models import AlphaModel, ScanAlpha
 from scanner.engine.alpha import AlphaFit, AlphaSettings, TrainedAlpha, no_model_metrics, train
 from scanner.models import Scan
-from scanner.runner import resolve_as_of
 from scanner.sources import DataSource, provider_for
+from scanner.steps import resolve_as_of
 
 logger = logging.getLogger(__name__)
 

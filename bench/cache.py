@@ -189,7 +189,7 @@ def _measure(api: MarketApi, provider: HttpBarsProvider) -> dict[str, Any]:
     from cache_admin.services import cache_fill
     from cache_admin.stats import cache_stats
     from scanner.engine.config import ScanConfig
-    from scanner.runner import FETCH_CHUNK
+    from scanner.steps import FETCH_CHUNK
 
     namespace, lookback = "bench-http", ScanConfig().lookback_days
     symbols = [i.symbol for i in provider.instruments()]

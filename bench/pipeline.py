@@ -163,8 +163,8 @@ class _Floor:
     def __init__(self, source: Any, config: Any, compute_only: bool = False) -> None:
         from django.db import connections
 
-        from scanner.runner import load_universe
         from scanner.sources import provider_for
+        from scanner.steps import load_universe
 
         self.source, self.config, self.compute_only = source, config, compute_only
         self.provider = provider_for(source)
@@ -215,7 +215,7 @@ class _Floor:
         from cache_admin.services import cache_fill
         from scanner import lifecycle
         from scanner.engine.scan import scan_batch
-        from scanner.runner import FETCH_CHUNK, fetch_bars
+        from scanner.steps import FETCH_CHUNK, fetch_bars
 
         namespace, lookback = self.source.cache_namespace(), self.config.lookback_days
         symbols = [i.symbol for i in part]

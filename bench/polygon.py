@@ -27,7 +27,7 @@ from bench.common import market_dir, report
 from scanner.providers.polygon import PolygonConfig, PolygonProvider, Strategy
 from scanner.providers.resilience import Resilience, RetryPolicy
 from scanner.providers.state_stores import LocalStateStore
-from scanner.runner import FETCH_CHUNK
+from scanner.steps import FETCH_CHUNK
 from tests.fake_polygon import API_KEY, FakePolygon
 
 LATENCY_SECONDS = 0.020

@@ -15,8 +15,8 @@ from cache_admin import store
 from cache_admin.models import CacheAction
 from scanner.engine.config import ScanConfig
 from scanner.providers import MarketDataProvider
-from scanner.runner import FETCH_CHUNK, load_universe
 from scanner.sources import DataSource, instruments_for, provider_for
+from scanner.steps import FETCH_CHUNK, load_universe
 
 logger = logging.getLogger(__name__)
 

@@ -79,7 +79,12 @@ def bars_key(namespace: str, as_of: date, lookback: int, symbol: str) -> str:
 
 
 def policy() -> TtlPolicy:
-    return cast(TtlPolicy, settings.TECHNIC_CACHE_TTL)
+    """The TTLs the settings configure (``TECHNIC_CACHE_TTL_*``), the rest at their defaults."""
+    return TtlPolicy(
+        market_hours=settings.TECHNIC_CACHE_TTL_MARKET_HOURS,
+        finished_day=settings.TECHNIC_CACHE_TTL_FINISHED_DAY,
+        results=settings.TECHNIC_CACHE_TTL_RESULTS,
+    )
 
 
 @contextmanager

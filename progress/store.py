@@ -50,7 +50,7 @@ from typing import Any
 from django.conf import settings
 
 from progress import push
-from progress.tracker import STAGES, TERMINAL, ProgressTracker
+from progress.tracker import DEFAULT_WEIGHTS, STAGES, TERMINAL, ProgressTracker
 from scanner.models import Scan, ScanResult, ScanSkip
 from technic_project.redis_client import main_redis
 
@@ -121,6 +121,12 @@ else
 end
 return {push and 1 or 0, redis.call('HGETALL', state)}
 """
+
+
+def stage_weights() -> dict[str, float]:
+    """Each stage's share of overall progress: TECHNIC_STAGE_WEIGHTS, or the default weights
+    when it is not set (checked at start-up by ``progress.apps``)."""
+    return dict(settings.TECHNIC_STAGE_WEIGHTS) or dict(DEFAULT_WEIGHTS)
 
 
 def _key(scan_id: Any, part: str) -> str:
@@ -448,9 +454,7 @@ def _build(scan_id: Any, state: dict[str, Any]) -> dict[str, Any]:
             done = min(st["current"], st["total"])
             what = f"Scanning {st['last']}" if stage == "symbol_scanning" and st["last"] else COUNTING_STAGES[stage]
             state["message"] = f"{what} ({done}/{st['total']})"
-    snap = ProgressTracker.restore(
-        str(scan_id), state, weights=settings.TECHNIC_STAGE_WEIGHTS, prior_rates=_priors()
-    ).snapshot()
+    snap = ProgressTracker.restore(str(scan_id), state, weights=stage_weights(), prior_rates=_priors()).snapshot()
     snap["updated_at"] = round(time.time(), 6)
     if snap["status"] in TERMINAL:
         snap["results_url"] = results_url(scan_id)

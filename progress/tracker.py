@@ -172,9 +172,6 @@ class ProgressTracker:
             self.message = message
         self._bump()
 
-    def stage_status(self, stage: str) -> str:
-        return self._stages[stage].status
-
     def set_cache(self, hits: int, misses: int, available: bool = True) -> None:
         """The scan's price-cache lookups; ``available`` False once the cache could not be reached."""
         total = hits + misses

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from channels.layers import get_channel_layer
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,7 +50,7 @@ class ScanProgressView(APIView):
         return Response(current_snapshot(scan))
 
 
-async def scan_events(request: HttpRequest, scan_id: UUID) -> HttpResponse:
+async def scan_events(request: HttpRequest, scan_id: UUID) -> HttpResponseBase:
     """The scan's progress as Server-Sent Events; 401 and 404 (JSON) are answered before streaming."""
     user = await arequest_user(request)
     if not user.is_authenticated:

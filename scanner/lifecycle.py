@@ -34,6 +34,7 @@ from scanner.engine.types import Instrument
 from scanner.models import STAGES, TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
 from scanner.providers import DataProviderError
 from scanner.sources import DataSource, provider_calls
+from scanner.steps import outcome_metrics
 from technic_project import metrics as recorded
 
 logger = logging.getLogger(__name__)
@@ -320,14 +321,9 @@ def metrics_of(scan: Scan, unscanned_errors: int = 0) -> dict[str, Any]:
         "engine_version": ENGINE_VERSION,
         "data_provider": scan.data_provider,
         "synthetic": scan.synthetic,
-        "requested_symbols": scan.total_symbols,
-        "results": results,
-        "skipped": sum(reasons.values()),
-        "skipped_by_reason": {r: reasons[r] for r in SkipReason.values if r in reasons},
+        **outcome_metrics(scan.total_symbols, results, reasons, elapsed),
         "scanned_symbols": results + sum(reasons.values()) - reasons.get(SkipReason.CANCELLED, 0) - unscanned_errors,
         "stage_seconds": {stage: t["seconds"] for stage, t in timings.items()},
-        "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
-        "symbols_per_second": round(scan.total_symbols / elapsed, 1) if elapsed else None,
         "batch_size": scan.batch_size,
         "batches": scan.n_batches,
         "alpha": scan_alpha_metrics(scan),
@@ -353,6 +349,6 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def stalled(before: Any) -> list[Scan]:
+def stalled(before: datetime) -> list[Scan]:
     """Unfinished scans whose last progress is older than ``before``."""
     return list(Scan.objects.exclude(status__in=TERMINAL_STATUSES).filter(heartbeat_at__lt=before))

@@ -11,6 +11,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from scanner.engine.scan import SKIP_REASONS
+
 
 class ScanStatus(models.TextChoices):
     PENDING = "pending"
@@ -25,6 +27,9 @@ STAGES = ("universe_loading", "data_fetching", "symbol_scanning", "finalization"
 
 
 class SkipReason(models.TextChoices):
+    """The engine's SKIP_REASONS as database choices (spelled out for the type checker; the
+    check below keeps the two one vocabulary)."""
+
     NO_DATA = "no_data"
     INSUFFICIENT_HISTORY = "insufficient_history"
     BELOW_MIN_PRICE = "below_min_price"
@@ -33,6 +38,10 @@ class SkipReason(models.TextChoices):
     BELOW_MIN_RATING = "below_min_rating"
     ERROR = "error"
     CANCELLED = "cancelled"
+
+
+if tuple(SkipReason.values) != SKIP_REASONS:
+    raise RuntimeError(f"SkipReason {SkipReason.values} differs from the engine's SKIP_REASONS {SKIP_REASONS}")
 
 
 class Scan(models.Model):

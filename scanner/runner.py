@@ -1,12 +1,13 @@
 """Running one scan in this process through the four stages, reporting to a tracker.
 
-This is the in-process path used by ``manage.py scan``; it needs no database or broker.
+This is the in-process path used by ``manage.py scan``; it needs no database or broker. The steps
+it shares with the workers' stage tasks are in ``scanner.steps``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -14,14 +15,10 @@ from typing import Any
 from progress.tracker import ProgressTracker
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.alpha import TrainedAlpha, no_model_metrics
-from scanner.engine.config import ConfigError, ScanConfig
-from scanner.engine.scan import SKIP_REASONS, Skip, rank_rows, scan_batch
-from scanner.engine.types import Bars, Instrument
-from scanner.engine.universe import select_universe
+from scanner.engine.config import ScanConfig
+from scanner.engine.scan import Skip, rank_rows, scan_batch
 from scanner.providers import MarketDataProvider
-from scanner.providers.base import bars_and_failures
-
-FETCH_CHUNK = 100
+from scanner.steps import fetch_bars, load_universe, outcome_metrics, with_fetch_errors
 
 
 @dataclass
@@ -48,60 +45,6 @@ class ScanReport:
             "metrics": self.metrics,
         }
         return {"scan": scan, "results": self.rows, "skipped": [s.as_dict() for s in self.skipped]}
-
-
-def resolve_as_of(provider: MarketDataProvider, requested: date | None) -> date:
-    """The scan date: the provider's last market date by default; outside the data is an error."""
-    first, last = provider.date_range()
-    if requested is None:
-        return last
-    if not first <= requested <= last:
-        raise ConfigError(
-            "as_of",
-            f"as_of {requested.isoformat()} is outside the data ({first.isoformat()} to {last.isoformat()})",
-            [last.isoformat()],
-        )
-    return requested
-
-
-def load_universe(
-    provider: MarketDataProvider, config: ScanConfig, instruments: Sequence[Instrument] | None = None
-) -> tuple[list[Instrument], date]:
-    """universe_loading: the instruments to scan (of ``instruments``, by default the
-    provider's) and the resolved as_of date."""
-    as_of = resolve_as_of(provider, config.as_of)
-    return select_universe(provider.instruments() if instruments is None else instruments, config), as_of
-
-
-def fetch_bars(
-    provider: MarketDataProvider,
-    symbols: Sequence[str],
-    as_of: date,
-    lookback: int,
-    on_progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, Bars], dict[str, str]]:
-    """data_fetching: windowed bars for ``symbols``, in chunks so progress is real, and
-    ``{symbol: error}`` for those whose fetch failed (remote providers report it)."""
-    bars: dict[str, Bars] = {}
-    failures: dict[str, str] = {}
-    for start in range(0, len(symbols), FETCH_CHUNK):
-        fetched, failed = bars_and_failures(provider, symbols[start : start + FETCH_CHUNK], as_of, lookback)
-        bars.update(fetched)
-        failures.update(failed)
-        if on_progress is not None:
-            on_progress(min(start + FETCH_CHUNK, len(symbols)))
-    return bars, failures
-
-
-def with_fetch_errors(skipped: Sequence[Skip], failures: Mapping[str, str]) -> list[Skip]:
-    """A ``no_data`` skip of a symbol whose fetch failed says why (the engine only knows the
-    bars are missing)."""
-    return [
-        Skip(s.symbol, s.reason, f"fetching its bars failed: {failures[s.symbol]}")
-        if s.reason == "no_data" and s.symbol in failures
-        else s
-        for s in skipped
-    ]
 
 
 def run_scan(
@@ -165,15 +108,13 @@ def run_scan(
     tracker.finish("completed")
     notify()
     seconds = time.perf_counter() - t0
+    by_reason: dict[str, int] = {}
+    for skip in skipped:
+        by_reason[skip.reason] = by_reason.get(skip.reason, 0) + 1
     metrics: dict[str, Any] = {
         "engine_version": ENGINE_VERSION,
-        "requested_symbols": total,
-        "results": len(rows),
-        "skipped": len(skipped),
-        "skipped_by_reason": {r: n for r in SKIP_REASONS if (n := sum(1 for s in skipped if s.reason == r))},
+        **outcome_metrics(total, len(rows), by_reason, seconds if seconds > 0 else None),
         "stage_seconds": {name: stage["seconds"] for name, stage in tracker.snapshot()["stages"].items()},
-        "elapsed_seconds": round(seconds, 3),
-        "symbols_per_second": round(total / seconds, 1) if seconds > 0 else None,
         "alpha": alpha.metrics() if alpha else no_model_metrics(as_of),
     }
     return ScanReport(config, as_of, provider.name, provider.synthetic, "completed", rows, skipped, metrics)

@@ -16,8 +16,8 @@ from progress import store
 from scanner import lifecycle, runtime
 from scanner.engine.config import ScanConfig
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
-from scanner.runner import load_universe
 from scanner.sources import DataSource, provider_for
+from scanner.steps import load_universe
 from scanner.workflow import build_workflow
 from technic_project import metrics
 

@@ -23,14 +23,12 @@ from alpha.services import scan_alpha
 from cache_admin import store as cache
 from cache_admin.services import cache_fill
 from progress import store
-from scanner import lifecycle, recovery, runtime
+from scanner import lifecycle, recovery, runtime, steps
 from scanner.engine.config import ConfigError
 from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import Scan, SkipReason
 from scanner.providers import DataProviderError, DataSourceError, ProviderAuthError
 from scanner.providers.base import bars_and_failures
-from scanner.runner import FETCH_CHUNK, with_fetch_errors
-from scanner.runner import load_universe as runner_load_universe
 from scanner.sources import DataSource, instruments_for, provider_for, provider_requests
 from scanner.workflow import build_workflow
 
@@ -53,7 +51,7 @@ def load_universe(scan_id: str) -> None:
     lifecycle.stage_started(scan_id, "universe_loading", message="Loading the universe")
     source = lifecycle.source_of(scan)
     with _remote_calls(source, scan):  # a remote calendar or universe read counts too
-        instruments, as_of = runner_load_universe(
+        instruments, as_of = steps.load_universe(
             provider_for(source), lifecycle.config_of(scan), instruments_for(source)
         )
     lifecycle.set_universe(scan_id, instruments, as_of)
@@ -77,10 +75,10 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     symbols = [i.symbol for i in lifecycle.batch_instruments(scan, index, n_batches)]
     # A symbol whose fetch failed stays uncached: scan_batch asks once more and records the error.
     with _remote_calls(source, scan):
-        for start in range(0, len(symbols), FETCH_CHUNK):
+        for start in range(0, len(symbols), steps.FETCH_CHUNK):
             if runtime.is_cancelled(scan_id):
                 return {"index": index, "state": "cancelled"}
-            chunk = symbols[start : start + FETCH_CHUNK]
+            chunk = symbols[start : start + steps.FETCH_CHUNK]
             try:
                 hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
             except cache.CacheUnavailable:
@@ -169,7 +167,7 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     # it) counts written rows, and this batch must not then count again.
     if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
         store.batch_advanced(scan_id, "symbol_scanning", index, len(instruments))
-    lifecycle.record_outcomes(scan_id, out.rows, with_fetch_errors(out.skipped, failures))
+    lifecycle.record_outcomes(scan_id, out.rows, steps.with_fetch_errors(out.skipped, failures))
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
 
 
@@ -234,6 +232,7 @@ def watchdog() -> int:
     limit, resume_after = settings.TECHNIC_SCAN_STALL_SECONDS, settings.TECHNIC_SCAN_RESUME_SECONDS
     failed = 0
     for scan in lifecycle.stalled(now - timedelta(seconds=min(limit, resume_after))):
+        assert scan.heartbeat_at is not None, "stalled() selects scans by their heartbeat"
         if scan.heartbeat_at >= now - timedelta(seconds=limit):
             if runtime.claim_resume(scan.id, resume_after):
                 recovery.scan_resume(scan)

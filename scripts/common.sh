@@ -41,18 +41,19 @@ check_browser() {
   command -v chromium >/dev/null || need_packages chromium
 }
 
-# Creates .venv and installs requirements.txt; reinstalls only when requirements.txt changes.
+# Creates .venv and installs a requirements file (default requirements.txt, the runtime;
+# scripts/test passes requirements-dev.txt, which includes it); reinstalls only when the files change.
 ensure_venv() {
-  local stamp="$VENV/.requirements.sha256" want
-  want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+  local file="${1:-requirements.txt}" stamp="$VENV/.requirements.sha256" want
+  want="$(cat "$ROOT/requirements.txt" "$ROOT/$file" | sha256sum | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating the virtualenv in .venv"
     python3 -m venv "$VENV"
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing Python packages from requirements.txt"
+    say "installing Python packages from $file"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/$file"
     echo "$want" > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views import csrf
@@ -101,7 +102,9 @@ class TokenRevokeView(APIView):
     def post(self, request: Request) -> Response:
         """The caller's token authenticates nothing from now on (idempotent: without a token it
         answers 204 too); the next ``POST /api/auth/token/`` makes a new one."""
-        Token.objects.filter(user=request.user).delete()
+        user = request.user
+        assert isinstance(user, User), "the default IsAuthenticated lets only signed-in users here"
+        Token.objects.filter(user=user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+Choice = TypeVar("Choice", bound=str)
 
 
 def env_str(name: str, default: str) -> str:
@@ -47,11 +50,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(name: str, default: Choice, choices: tuple[Choice, ...]) -> Choice:
+    """The one of ``choices`` that the variable names (trimmed, any case), typed as they are."""
     value = os.environ.get(name, default).strip().lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
-    return value
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
 
 
 def env_float_map(name: str, default: dict[str, float]) -> dict[str, float]:

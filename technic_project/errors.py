@@ -169,8 +169,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = "The request is not valid."
     else:
         message = str(response.data.get("detail", "")) if isinstance(response.data, dict) else str(response.data)
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after_seconds"] = int(exc.wait + 0.999)
+    if isinstance(exc, exceptions.Throttled):
+        wait: float | None = exc.wait  # type: ignore[attr-defined]  # the stubs leave out Throttled.wait
+        if wait is not None:
+            details["retry_after_seconds"] = int(wait + 0.999)
     response.data = error_body(code, message, [suggestion] if suggestion else [], details)
     return response
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from cache_admin import store
+from progress.tracker import STAGES
 from scanner.models import Scan, ScanStatus
 from technic_project.redis_client import main_redis
 
@@ -107,7 +108,7 @@ class _Collector:
             raw, "technic_scan_duration_seconds", "Scan duration, start to end.", "scan_seconds", SCAN_BUCKETS
         )
         stages = HistogramMetricFamily("technic_stage_duration_seconds", "Duration of each stage.", labels=["stage"])
-        for stage in settings.TECHNIC_STAGE_WEIGHTS:
+        for stage in STAGES:
             self._add(stages, raw, f"stage_seconds:{stage}", STAGE_BUCKETS, [stage])
         yield stages
         yield self._histogram(

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from cache_admin.ttl import TtlPolicy
-from progress.tracker import DEFAULT_WEIGHTS, validate_weights
 from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -141,7 +140,7 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 # worker starts).
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 1200, minimum=2)
 TECHNIC_REDELIVERY_SWEEP_SECONDS = max(1, min(60, CELERY_VISIBILITY_TIMEOUT // 20))
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "unacked_restore_interval": TECHNIC_REDELIVERY_SWEEP_SECONDS,
     "unacked_restore_throttle": 1,  # every sweep looks (kombu's default: every tenth)
@@ -194,7 +193,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # Progress pushes go out over Redis pub/sub: one PUBLISH per update, whatever the number of
 # listeners, and nothing piles up for a client that went away.
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, Any] = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("TECHNIC_KEY_PREFIX", "technic") + ":channels"},
@@ -216,20 +215,16 @@ TECHNIC_SCAN_STALL_SECONDS = env_int("TECHNIC_SCAN_STALL_SECONDS", 1500, minimum
 # the work not yet recorded, whose messages Redis may have lost (scanner/recovery.py).
 TECHNIC_SCAN_RESUME_SECONDS = CELERY_TASK_TIME_LIMIT + TECHNIC_REDELIVERY_SWEEP_SECONDS
 TECHNIC_KEY_PREFIX = env_str("TECHNIC_KEY_PREFIX", "technic")
-# Share of each stage in overall progress: name=weight pairs summing to 1.
-try:
-    TECHNIC_STAGE_WEIGHTS = validate_weights(env_float_map("TECHNIC_STAGE_WEIGHTS", DEFAULT_WEIGHTS))
-except ValueError as err:
-    raise ImproperlyConfigured(f"TECHNIC_STAGE_WEIGHTS: {err}") from err
+# Share of each stage in overall progress: name=weight pairs summing to 1 (empty: the default
+# weights; checked at start-up by progress.apps, which owns the stages).
+TECHNIC_STAGE_WEIGHTS = env_float_map("TECHNIC_STAGE_WEIGHTS", {})
 # Push progress to WebSocket and SSE clients (off: they still get the snapshot on connect).
 TECHNIC_PROGRESS_PUSH = env_bool("TECHNIC_PROGRESS_PUSH", True)
 # Price cache TTLs in seconds (see cache_admin/ttl.py): bars of the session in progress, bars
 # ending on a finished trading day, a finished scan's results.
-TECHNIC_CACHE_TTL = TtlPolicy(
-    market_hours=env_int("TECHNIC_CACHE_TTL_MARKET_HOURS", 300, minimum=1),
-    finished_day=env_int("TECHNIC_CACHE_TTL_FINISHED_DAY", 7 * 86400, minimum=60),
-    results=env_int("TECHNIC_CACHE_TTL_RESULTS", 3600, minimum=1),
-)
+TECHNIC_CACHE_TTL_MARKET_HOURS = env_int("TECHNIC_CACHE_TTL_MARKET_HOURS", 300, minimum=1)
+TECHNIC_CACHE_TTL_FINISHED_DAY = env_int("TECHNIC_CACHE_TTL_FINISHED_DAY", 7 * 86400, minimum=60)
+TECHNIC_CACHE_TTL_RESULTS = env_int("TECHNIC_CACHE_TTL_RESULTS", 3600, minimum=1)
 
 
 def _env_float(name: str, default: float, minimum: float) -> float:
@@ -264,7 +259,9 @@ POLYGON_BREAKER_THRESHOLD = env_int("POLYGON_BREAKER_THRESHOLD", 5, minimum=1)
 POLYGON_BREAKER_COOLDOWN = _env_float("POLYGON_BREAKER_COOLDOWN", 30.0, minimum=0.0)
 POLYGON_SCAN_BUDGET_PER_SYMBOL = _env_float("POLYGON_SCAN_BUDGET_PER_SYMBOL", 3.0, minimum=1.0)
 POLYGON_CALENDAR_TICKER = env_str("POLYGON_CALENDAR_TICKER", "SPY").strip().upper()
-POLYGON_FETCH_STRATEGY = env_choice("POLYGON_FETCH_STRATEGY", "auto", ("auto", "per_ticker", "grouped"))
+POLYGON_FETCH_STRATEGY: Literal["auto", "per_ticker", "grouped"] = env_choice(
+    "POLYGON_FETCH_STRATEGY", "auto", ("auto", "per_ticker", "grouped")
+)
 try:
     POLYGON_HISTORY_START = (
         date.fromisoformat(env_str("POLYGON_HISTORY_START", "")) if env_str("POLYGON_HISTORY_START", "") else None
@@ -298,7 +295,7 @@ AXES_CLIENT_IP_CALLABLE = "technic_project.throttles.client_address"
 AXES_LOCKOUT_CALLABLE = "technic_project.logins.lockout_response"
 AXES_VERBOSE = False  # no banner on every start-up: it would break the CLI's one-line errors
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "technic_project.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",

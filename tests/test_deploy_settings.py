@@ -81,6 +81,9 @@ def test_check_deploy_names_what_is_missing_without_them() -> None:
         ("DJANGO_SECURE_HSTS_SECONDS", "a year", "not an integer"),
         ("TECHNIC_METRICS_TOKEN", "short", "at least 32 characters"),
         ("TECHNIC_SCAN_RETENTION_DAYS", "-1", "at least 0"),
+        ("TECHNIC_STAGE_WEIGHTS", "universe_loading=0.5,data_fetching=0.5", "must name exactly universe_loading"),
+        ("TECHNIC_STAGE_WEIGHTS", "universe_loading=1", "must name exactly"),
+        ("TECHNIC_CACHE_TTL_RESULTS", "0", "at least 1"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_and_says_how_to_write_it(name: str, value: str, says: str) -> None:

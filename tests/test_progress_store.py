@@ -296,6 +296,7 @@ def test_the_final_snapshot_after_redis_lost_the_progress_agrees_with_the_row(
     assert final is not None and final["status"] == "failed"
     assert [final["stages"][s]["status"] for s in final["stages"]] == ["completed", "completed", "failed", "pending"]
     assert (final["stages"]["symbol_scanning"]["current"], final["stages"]["symbol_scanning"]["total"]) == (30, 100)
+    assert scan.finished_at is not None and scan.started_at is not None
     assert final["elapsed_seconds"] == pytest.approx((scan.finished_at - scan.started_at).total_seconds(), abs=0.002)
     Scan.objects.filter(id=scan.id).update(progress=final)
     scan.refresh_from_db()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress.tracker import DEFAULT_WEIGHTS, STAGES, ProgressTracker, format_eta, validate_weights
+from progress.tracker import STAGES, ProgressTracker, format_eta, validate_weights
 
 
 class FakeClock:
@@ -33,13 +33,16 @@ def run_to_scanning(tracker: ProgressTracker, clock: FakeClock, total: int) -> N
     tracker.start_stage("symbol_scanning", total)
 
 
-def test_default_weights_are_five_twenty_seventy_five_percent() -> None:
-    assert DEFAULT_WEIGHTS == {
-        "universe_loading": 0.05,
-        "data_fetching": 0.20,
-        "symbol_scanning": 0.70,
-        "finalization": 0.05,
-    }
+def test_overall_progress_weighs_the_stages_five_twenty_seventy_and_five_percent_by_default(
+    clock: FakeClock,
+) -> None:
+    tracker = ProgressTracker("s", clock=clock)
+    run_to_scanning(tracker, clock, 100)
+    assert tracker.snapshot()["overall_progress"] == 25.0  # universe 5 + data 20
+    tracker.advance("symbol_scanning", 50)
+    assert tracker.snapshot()["overall_progress"] == 60.0  # + half of scanning's 70
+    tracker.complete_stage("symbol_scanning")
+    assert tracker.snapshot()["overall_progress"] == 95.0
 
 
 @pytest.mark.parametrize(

@@ -56,8 +56,8 @@ def test_the_owner_gets_the_snapshot_with_a_session(owner: tuple[User, str], sca
 
 @pytest.mark.parametrize("authorization", [None, "Token not-a-token"])
 def test_no_or_a_bad_token_answers_401_not_authenticated(scan: Scan, authorization: str | None) -> None:
-    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
-    response = Client().get(f"/scan/progress/{scan.id}", **headers)
+    headers = {"Authorization": authorization} if authorization else {}
+    response = Client().get(f"/scan/progress/{scan.id}", headers=headers)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Token"
     error = response.json()["error"]

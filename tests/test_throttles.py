@@ -18,7 +18,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
+from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
 from technic_project.throttles import RateWindows, ScopeThrottle, WindowThrottle
 from tests.accounts import user_with_token
@@ -27,14 +29,14 @@ from tests.processes import WebServer
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
 
-class StartView:
+class StartView(APIView):
     throttle_scope = "scan_start"
 
 
 def test_threads_hitting_one_window_at_once_let_exactly_the_limit_through(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(WindowThrottle, "windows", RateWindows(key_prefix=f"throttle-{uuid.uuid4()}"))
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"scan_start": "5/min"})
-    request = RequestFactory().post("/scan/start", REMOTE_ADDR="192.0.2.50")
+    request = Request(RequestFactory().post("/scan/start", REMOTE_ADDR="192.0.2.50"))
     request.user = AnonymousUser()
     clients = 24
     barrier = threading.Barrier(clients)

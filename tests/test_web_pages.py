@@ -152,6 +152,7 @@ def test_the_chart_endpoint_answers_a_result_symbols_series_with_its_trade_plan(
     response = browser.get(f"/scan/chart/{scan.id}/{symbol.lower()}")
     assert response.status_code == 200
     chart = response.json()
+    assert scan.as_of is not None
     assert chart["symbol"] == symbol and chart["dates"][-1] == scan.as_of.isoformat()
     assert len(chart["dates"]) == len(chart["close"]) == len(chart["macd_hist"]) == 250
     assert chart["plan"] == {"entry": 10.0, "stop": 9.0, "target": 12.0}

@@ -316,7 +316,12 @@ def test_progress_flushed_from_redis_mid_scan_is_rebuilt_and_the_final_snapshot_
     # The flush took the queued batch and the chord's state too: the scan stalls, and the
     # watchdog fails it once its batches under way have ended.
     stall = timedelta(seconds=3.5)
-    wait_until(lambda: Scan.objects.get(id=scan.id).heartbeat_at < timezone.now() - stall, 60, "the scan to stall")
+
+    def stalled() -> bool:
+        heartbeat = Scan.objects.get(id=scan.id).heartbeat_at
+        return heartbeat is not None and heartbeat < timezone.now() - stall
+
+    wait_until(stalled, 60, "the scan to stall")
     settings.TECHNIC_SCAN_STALL_SECONDS = 3
     assert tasks.watchdog() == 1
     results, skips = accounted(scan)
@@ -326,4 +331,5 @@ def test_progress_flushed_from_redis_mid_scan_is_rebuilt_and_the_final_snapshot_
     assert stage_statuses(final) == ["completed", "completed", "failed", "pending"]
     by_batches = len(results) + sum("SCAN_STALLED" not in detail for _, _, detail in skips)
     assert by_batches <= final["stages"]["symbol_scanning"]["current"] <= scan.total_symbols
+    assert scan.finished_at is not None and scan.started_at is not None
     assert final["elapsed_seconds"] == pytest.approx((scan.finished_at - scan.started_at).total_seconds(), abs=0.002)

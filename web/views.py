@@ -7,13 +7,14 @@ leave everything live to the plain JavaScript under ``web/static/web/``, which c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -38,8 +39,10 @@ STAGE_LABELS = {
     "finalization": "Finalization",
 }
 
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
-def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+
+def page(view: View) -> View:
     """Marks ``view`` as a page people read: its error answers (404, 403, 503) stay HTML pages
     instead of becoming the API's JSON error body (see ``technic_project.middleware``)."""
     view.html_errors = True  # type: ignore[attr-defined]
@@ -74,7 +77,7 @@ def scan_page(request: HttpRequest, scan_id: UUID) -> HttpResponse:
         "scan_id": str(scan.id),
         "status": scan.status,
         "synthetic": scan.synthetic,
-        "cancel_url": f"/scan/cancel/{scan.id}",
+        "cancel_url": reverse("scan-cancel", args=[scan.id]),
         "chart_url": f"/scan/chart/{scan.id}/",
         **scan_links(scan.id),
     }

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
@@ -229,10 +230,10 @@ def safe_repr(value: Any) -> str:
 
 def scan_links(scan_id: Any) -> dict[str, str]:
     return {
-        "progress_url": f"/scan/progress/{scan_id}",
-        "websocket_url": f"/scan/ws/{scan_id}",
-        "sse_url": f"/scan/sse/{scan_id}",
-        "results_url": f"/scan/results/{scan_id}",
+        "progress_url": reverse("scan-progress", args=[scan_id]),
+        "websocket_url": f"/scan/ws/{scan_id}",  # a Channels route (progress/routing.py): no reverse()
+        "sse_url": reverse("scan-sse", args=[scan_id]),
+        "results_url": reverse("scan-results", args=[scan_id]),
     }
 
 

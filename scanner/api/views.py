@@ -183,8 +183,8 @@ def _legacy_body(query: QueryDict) -> dict[str, Any]:
     if unknown:
         raise unknown_field(unknown, list(LEGACY_PARAMS))
     body: dict[str, Any] = {}
-    if "max_symbols" in query:
-        raw = query["max_symbols"]
+    raw = query.get("max_symbols")
+    if raw is not None:
         body["max_symbols"] = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw
     if "sectors" in query:
         body["sectors"] = [s.strip() for value in query.getlist("sectors") for s in value.split(",") if s.strip()]
@@ -194,7 +194,8 @@ def _legacy_body(query: QueryDict) -> dict[str, Any]:
 class _FormatIsAQueryParameter(DefaultContentNegotiation):
     """Leaves ``?format=`` to the view instead of choosing a renderer with it."""
 
-    settings = APISettings({"URL_FORMAT_OVERRIDE": None})
+    # The stubs allow only a str here, but None is how DRF turns the override off.
+    settings = APISettings({"URL_FORMAT_OVERRIDE": None})  # type: ignore[assignment,arg-type]
 
 
 class ScanResultsView(APIView):
@@ -314,6 +315,7 @@ class ScanHistoryView(APIView):
         """The caller's finished scans, newest first, a page at a time."""
         paginator = _HistoryPagination()
         page = paginator.paginate_queryset(finished_scans(request.user), request, view=self)
+        assert page is not None, "get_limit always gives a limit"
         items = [{**scan_summary(scan), "results_url": scan_links(scan.id)["results_url"]} for scan in page]
         return paginator.get_paginated_response(ScanSummarySerializer(items, many=True).data)
 

@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from alpha.services import alpha_select, trained_alpha
+from progress.store import stage_weights
 from progress.tracker import ProgressTracker
 from scanner.csv_export import render_csv
 from scanner.engine.alpha import TrainedAlpha
@@ -22,10 +23,11 @@ from scanner.engine.config import ConfigError, ScanConfig
 from scanner.follow import follow_scan
 from scanner.models import ScanStatus
 from scanner.providers import DataProviderError
-from scanner.runner import ScanReport, load_universe, run_scan
+from scanner.runner import ScanReport, run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource, provider_for
+from scanner.steps import load_universe
 from scanner.terminal import LiveDisplay, render_table
 
 
@@ -53,7 +55,7 @@ class Command(BaseCommand):
             sys.stderr.write(f"CommandError: {message} (see: manage.py scan --help)\n")
             raise SystemExit(2)
 
-        parser.error = one_line_error
+        parser.error = one_line_error  # type: ignore[method-assign]  # argparse has no hook for its error output
         return parser
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -108,7 +110,7 @@ class Command(BaseCommand):
             if opts["via_celery"]:
                 report = self._via_celery(config, source, display)
             else:
-                tracker = ProgressTracker("cli", weights=settings.TECHNIC_STAGE_WEIGHTS)
+                tracker = ProgressTracker("cli", weights=stage_weights())
                 report = run_scan(
                     config, provider, tracker, lambda t: display.update(t.snapshot()), self._alpha(source, as_of)
                 )
