@@ -50,8 +50,8 @@ def main() -> None:
 
 def _scan() -> dict[str, float]:
     from cache_admin import store as cache
+    from progress.tracker import STAGES
     from scanner.engine.config import ScanConfig
-    from scanner.models import STAGES
     from scanner.services import scan_create
     from scanner.sources import DataSource
 

@@ -8,7 +8,8 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from scanner.models import STAGES, Scan
+from progress.tracker import STAGES
+from scanner.models import Scan
 
 
 @admin.register(Scan)

@@ -27,11 +27,12 @@ from django.utils import timezone
 
 from alpha.services import scan_alpha_metrics
 from progress import store
+from progress.tracker import STAGES
 from scanner.engine import ENGINE_VERSION
 from scanner.engine.config import ScanConfig
 from scanner.engine.scan import Skip
 from scanner.engine.types import Instrument
-from scanner.models import STAGES, TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
+from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
 from scanner.providers import DataProviderError
 from scanner.sources import DataSource, provider_calls
 from scanner.steps import outcome_metrics
@@ -121,8 +122,8 @@ def universe_of(scan: Scan) -> list[Instrument]:
     return [Instrument(symbol, name, sector) for symbol, name, sector in scan.universe]
 
 
-# A scan's universe never changes once set, and a 5,000-symbol one costs ~13 ms to load, so
-# each worker process keeps the universes of the scans it is working on.
+# A scan's universe never changes once set and a large one is slow to decode, so each worker
+# process keeps the universes of the scans it is working on.
 _UNIVERSES: OrderedDict[str, list[Instrument]] = OrderedDict()
 _UNIVERSES_KEPT = 8
 
@@ -153,7 +154,7 @@ def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Seque
     and a symbol that already has an outcome of the other kind keeps that one.
 
     Plain ``INSERT … ON CONFLICT DO NOTHING`` through ``executemany``: on this, the hottest
-    write of a scan, ``bulk_create`` takes 1.5 times (SQLite) to 2.5 times (PostgreSQL) as long.
+    write of a scan, ``bulk_create`` is slower on both databases.
     """
     scan_key = Scan._meta.pk.get_db_prep_value(scan_id, connection)
     as_json = connection.ops.adapt_json_value

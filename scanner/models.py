@@ -11,6 +11,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from progress.tracker import STAGES, TERMINAL
 from scanner.engine.scan import SKIP_REASONS
 
 
@@ -23,7 +24,8 @@ class ScanStatus(models.TextChoices):
 
 
 TERMINAL_STATUSES = (ScanStatus.COMPLETED, ScanStatus.FAILED, ScanStatus.CANCELLED)
-STAGES = ("universe_loading", "data_fetching", "symbol_scanning", "finalization")
+if {str(s) for s in TERMINAL_STATUSES} != set(TERMINAL):
+    raise RuntimeError(f"terminal statuses {TERMINAL_STATUSES} differ from the progress tracker's {TERMINAL}")
 
 
 class SkipReason(models.TextChoices):

@@ -64,8 +64,7 @@ def leave_scan(task_id: str, **_: Any) -> None:
 def close_old_connections(task: Task, **_: Any) -> None:
     """Around every task, what Django does around a request: close the database connections
     that are broken or older than CONN_MAX_AGE, and have the others checked before reuse.
-    (A new connection per task, Celery's default, cost each task a connect and a close: with
-    SQLite about 8 % of the workers' time in a one-symbol-batch scan, sampled with py-spy.) Eager
+    (A new connection per task, Celery's default, costs each task a connect and a close.) Eager
     runs share their caller's connection and are left alone."""
     if not getattr(task.request, "is_eager", False):
         from django.db import close_old_connections as close

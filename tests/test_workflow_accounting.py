@@ -23,10 +23,11 @@ from django.db import connection
 from django.utils import timezone
 
 from progress import store
+from progress.tracker import STAGES
 from scanner import lifecycle, services, tasks
 from scanner.engine.config import ScanConfig
 from scanner.lifecycle import batch_instruments
-from scanner.models import STAGES, Scan, ScanResult, ScanSkip
+from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource
 from scanner.workflow import build_workflow

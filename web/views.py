@@ -21,9 +21,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from progress.tracker import STAGES
 from scanner.api.serializers import scan_links
 from scanner.api.views import NOT_AUTHENTICATED, THROTTLED
-from scanner.models import STAGES, Scan
+from scanner.models import Scan
 from scanner.providers import DataProviderError
 from scanner.selectors import finished_scans, scan_diff, scan_summary, user_scan
 from technic_project.errors import ApiError, scan_not_found

@@ -18,9 +18,10 @@ from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
+from progress.tracker import STAGES
 from scanner.engine.config import RANGES, ConfigError, ScanConfig
 from scanner.engine.scan import INDICATOR_FIELDS
-from scanner.models import STAGES, ScanStatus, SkipReason
+from scanner.models import ScanStatus, SkipReason
 from scanner.providers.base import ERROR_SUGGESTIONS
 from technic_project.errors import ApiError
 
