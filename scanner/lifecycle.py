@@ -17,6 +17,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -33,8 +34,8 @@ from scanner.engine.config import ScanConfig
 from scanner.engine.scan import Skip
 from scanner.engine.types import Instrument
 from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
-from scanner.providers import DataProviderError
-from scanner.sources import DataSource, provider_calls
+from scanner.providers import DataProviderError, MarketDataProvider
+from scanner.sources import DataSource, provider_calls, provider_for
 from scanner.steps import outcome_metrics
 from technic_project import metrics as recorded
 
@@ -53,6 +54,22 @@ def config_of(scan: Scan) -> ScanConfig:
 
 def source_of(scan: Scan) -> DataSource:
     return DataSource(scan.data_provider, scan.data_path, scan.universe_path)
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """What a stage task needs of its scan besides the row, built once per task."""
+
+    config: ScanConfig
+    source: DataSource
+    provider: MarketDataProvider
+    namespace: str  # the price cache's namespace of the scan's data source
+
+
+def context_of(scan: Scan) -> ScanContext:
+    """The scan's config, data source, provider (cached per process) and cache namespace."""
+    source = source_of(scan)
+    return ScanContext(config_of(scan), source, provider_for(source), source.cache_namespace())
 
 
 def begin(scan_id: Any) -> Scan | None:

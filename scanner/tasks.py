@@ -29,7 +29,7 @@ from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import Scan, SkipReason
 from scanner.providers import DataProviderError, DataSourceError, ProviderAuthError
 from scanner.providers.base import bars_and_failures
-from scanner.sources import DataSource, instruments_for, provider_for, provider_requests
+from scanner.sources import DataSource, instruments_for, provider_requests
 from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
@@ -49,11 +49,9 @@ def load_universe(scan_id: str) -> None:
     if scan is None or scan.cancel_requested:
         return
     lifecycle.stage_started(scan_id, "universe_loading", message="Loading the universe")
-    source = lifecycle.source_of(scan)
-    with _remote_calls(source, scan):  # a remote calendar or universe read counts too
-        instruments, as_of = steps.load_universe(
-            provider_for(source), lifecycle.config_of(scan), instruments_for(source)
-        )
+    context = lifecycle.context_of(scan)
+    with _remote_calls(context.source, scan):  # a remote calendar or universe read counts too
+        instruments, as_of = steps.load_universe(context.provider, context.config, instruments_for(context.source))
     lifecycle.set_universe(scan_id, instruments, as_of)
     lifecycle.stage_handover(scan_id, "universe_loading", "data_fetching", len(instruments))
 
@@ -69,18 +67,18 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     if scan is None or scan.cancel_requested or scan.as_of is None or runtime.is_cancelled(scan_id):
         return {"index": index, "state": "cancelled"}
     lifecycle.heartbeat(scan_id)
-    source = lifecycle.source_of(scan)
-    provider, namespace = provider_for(source), source.cache_namespace()
-    lookback = lifecycle.config_of(scan).lookback_days
+    context = lifecycle.context_of(scan)
     symbols = [i.symbol for i in lifecycle.batch_instruments(scan, index, n_batches)]
     # A symbol whose fetch failed stays uncached: scan_batch asks once more and records the error.
-    with _remote_calls(source, scan):
+    with _remote_calls(context.source, scan):
         for start in range(0, len(symbols), steps.FETCH_CHUNK):
             if runtime.is_cancelled(scan_id):
                 return {"index": index, "state": "cancelled"}
             chunk = symbols[start : start + steps.FETCH_CHUNK]
             try:
-                hits, misses = cache_fill(provider, namespace, scan.as_of, lookback, chunk)
+                hits, misses = cache_fill(
+                    context.provider, context.namespace, scan.as_of, context.config.lookback_days, chunk
+                )
             except cache.CacheUnavailable:
                 store.batch_advanced(scan_id, "data_fetching", index, len(symbols), cache_down=True)
                 break
@@ -132,18 +130,17 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         return {"index": index, "state": "abandoned", "skipped": lost}
     if scan.cancel_requested or runtime.is_cancelled(scan_id) or scan.as_of is None:
         return {"index": index, "state": "cancelled"}
-    source = lifecycle.source_of(scan)
-    provider, namespace = provider_for(source), source.cache_namespace()
-    config = lifecycle.config_of(scan)
+    context = lifecycle.context_of(scan)
+    config, provider = context.config, context.provider
     model = scan_alpha(scan)  # fixed for the whole scan by the first batch that asks
     try:
-        bars, missed = cache.get_bars(namespace, scan.as_of, config.lookback_days, symbols)
+        bars, missed = cache.get_bars(context.namespace, scan.as_of, config.lookback_days, symbols)
     except cache.CacheUnavailable:
         bars, missed = {}, symbols
         store.batch_advanced(scan_id, "symbol_scanning", index, 0, cache_down=True)
     failures: dict[str, str] = {}
     if missed:
-        with _remote_calls(source, scan):
+        with _remote_calls(context.source, scan):
             fetched, failures = bars_and_failures(provider, missed, scan.as_of, config.lookback_days)
         bars.update(fetched)
     reported = 0
