@@ -57,15 +57,6 @@ def fault_env(server: RedisServer, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def fault_workers(aof_redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
-    """Two worker processes on ``aof_redis`` with the default timeouts."""
-    pool = Workers(fault_env(aof_redis), tmp_path / "worker.log")
-    pool.start()
-    yield pool
-    pool.stop()
-
-
 def start_scan(server: RedisServer) -> str:
     """Create and enqueue a scan of every demo symbol on ``server``; returns its id."""
     code = (
@@ -104,17 +95,39 @@ def assert_completed_with_each_symbol_once(scan: Scan) -> None:
     assert "error" not in {reason for _, reason in skips}, "a batch was given up"
 
 
+# For the restarts: time limits above the longest outage tested (a task waiting for Redis must
+# not be killed by its limit), in the defaults' relation, and a watchdog that resumes a scan
+# after 48 s without progress (time limit + a 3 s sweep) instead of the defaults' 1,020 s.
+RESTART_TIMEOUTS = {
+    "CELERY_VISIBILITY_TIMEOUT": "60",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "40",
+    "CELERY_TASK_TIME_LIMIT": "45",
+    "TECHNIC_SCAN_STALL_SECONDS": "120",
+    "TECHNIC_WATCHDOG_INTERVAL": "1",
+}
+
+
 @pytest.mark.parametrize(
     ("stage", "downtime"),
     [("data_fetching", 6), ("symbol_scanning", 6), ("symbol_scanning", 25)],
 )
-def test_a_scan_rides_out_a_redis_restart(
-    aof_redis: RedisServer, fault_workers: Workers, stage: str, downtime: float
-) -> None:
-    scan_id = start_scan(aof_redis)
-    wait_until(lambda: done_in(aof_redis, scan_id, stage) > DEMO_SYMBOLS // 10, 90, f"{stage} to be under way")
-    aof_redis.restart(downtime)
-    scan = finished(scan_id, timeout=120 + downtime)
+def test_a_scan_rides_out_a_redis_restart(aof_redis: RedisServer, tmp_path: Path, stage: str, downtime: float) -> None:
+    """Most restarts are ridden out by the tasks themselves. Now and then (one run in about ten)
+    a chord's count in the result backend is lost with the connection, and the stage never hands
+    over: the watchdog then resumes the scan (docs/workflow.md "Faults"), which this test allows
+    for; it must still complete with every symbol accounted for once."""
+    env = fault_env(aof_redis, **RESTART_TIMEOUTS)
+    workers, beat = Workers(env, tmp_path / "worker.log"), Beat(env, tmp_path)
+    workers.start()
+    beat.start()
+    try:
+        scan_id = start_scan(aof_redis)
+        wait_until(lambda: done_in(aof_redis, scan_id, stage) > DEMO_SYMBOLS // 10, 90, f"{stage} to be under way")
+        aof_redis.restart(downtime)
+        scan = finished(scan_id, timeout=150 + downtime)
+    finally:
+        workers.stop()
+        beat.stop()
     assert_completed_with_each_symbol_once(scan)
 
 
