@@ -27,8 +27,8 @@ from scanner import lifecycle, recovery, runtime, steps
 from scanner.engine.config import ConfigError
 from scanner.engine.scan import scan_batch as engine_scan_batch
 from scanner.models import Scan, SkipReason
-from scanner.providers import DataProviderError, DataSourceError, ProviderAuthError
-from scanner.providers.base import bars_and_failures
+from scanner.providers import DataProviderError
+from scanner.providers.base import bars_and_failures, provider_error_code
 from scanner.sources import DataSource, instruments_for, provider_requests
 from scanner.workflow import build_workflow
 
@@ -211,12 +211,8 @@ def _remote_calls(source: DataSource, scan: Scan) -> Iterator[None]:
 def _error_code(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return "INVALID_CONFIG"
-    if isinstance(exc, DataSourceError):
-        return "DATA_SOURCE_ERROR"
-    if isinstance(exc, ProviderAuthError):
-        return "DATA_PROVIDER_AUTH"
-    if isinstance(exc, DataProviderError):  # unreachable, breaker open, budget spent
-        return "DATA_PROVIDER_UNAVAILABLE"
+    if isinstance(exc, DataProviderError):
+        return provider_error_code(exc)
     return "WORKFLOW_ERROR"
 
 

@@ -26,6 +26,7 @@ from scanner.api.serializers import scan_links
 from scanner.api.views import NOT_AUTHENTICATED, THROTTLED
 from scanner.models import Scan
 from scanner.providers import DataProviderError
+from scanner.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.selectors import finished_scans, scan_diff, scan_summary, user_scan
 from technic_project.errors import ApiError, scan_not_found
 from technic_project.openapi import error_response
@@ -115,7 +116,7 @@ class ScanChartView(APIView):
             **NOT_AUTHENTICATED,
             404: error_response("SCAN_NOT_FOUND, or SYMBOL_NOT_FOUND: no result row"),
             **THROTTLED,
-            503: error_response("DATA_PROVIDER_ERROR: the bars cannot be read"),
+            503: error_response("DATA_SOURCE_ERROR, DATA_PROVIDER_UNAVAILABLE, …: the bars cannot be read"),
         }
     )
     def get(self, request: Request, scan_id: UUID, symbol: str) -> Response:
@@ -126,9 +127,9 @@ class ScanChartView(APIView):
         try:
             chart = symbol_chart(scan, symbol.upper())
         except DataProviderError as err:
-            raise ApiError(
-                "DATA_PROVIDER_ERROR", str(err), status.HTTP_503_SERVICE_UNAVAILABLE, ["Try again later"]
-            ) from err
+            code = provider_error_code(err)
+            suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
+            raise ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions) from err
         if chart is None:
             raise ApiError(
                 "SYMBOL_NOT_FOUND",

@@ -43,8 +43,8 @@ from scanner.api.serializers import (
 from scanner.csv_export import stream_csv
 from scanner.engine.config import ConfigError, ScanConfig
 from scanner.models import Scan
-from scanner.providers import DataProviderError, ProviderAuthError, ProviderUnavailable
-from scanner.providers.base import ERROR_SUGGESTIONS
+from scanner.providers import DataProviderError
+from scanner.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.selectors import (
     active_scans,
     finished_scans,
@@ -72,8 +72,9 @@ STARTING = {
     **NOT_AUTHENTICATED,
     429: error_response("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
     503: error_response(
-        "DATA_PROVIDER_AUTH (the provider rejected its key), DATA_PROVIDER_UNAVAILABLE (it does not answer) or "
-        "DATA_PROVIDER_ERROR: the market data cannot be read; REDIS_UNAVAILABLE: the broker cannot be reached"
+        "DATA_PROVIDER_AUTH (the provider rejected its key), DATA_PROVIDER_UNAVAILABLE (it does not answer), "
+        "DATA_SOURCE_ERROR or DATA_PROVIDER_ERROR (the market data cannot be read); "
+        "REDIS_UNAVAILABLE: the broker cannot be reached"
     ),
 }
 
@@ -114,11 +115,7 @@ def _start(request: Request, config: ScanConfig, async_mode: bool) -> Response:
             {"Retry-After": str(ACTIVE_RETRY_AFTER_SECONDS)},
         ) from err
     except DataProviderError as err:
-        code = "DATA_PROVIDER_ERROR"
-        if isinstance(err, ProviderAuthError):
-            code = "DATA_PROVIDER_AUTH"
-        elif isinstance(err, ProviderUnavailable):
-            code = "DATA_PROVIDER_UNAVAILABLE"
+        code = provider_error_code(err)
         suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
         raise ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions) from err
     body: dict[str, Any] = {"scan_id": scan.id, "status": scan.status, **scan_links(scan.id)}

@@ -37,8 +37,22 @@ class ProviderAuthError(DataProviderError):
     """A remote provider rejected the API key (HTTP 401/403). Never retried: it cannot heal."""
 
 
-# What a user can do about a scan that failed with each provider error code (the API shows
-# them with the scan's error); the codes are those scanner.tasks records.
+def provider_error_code(err: DataProviderError) -> str:
+    """The error code of a data provider's failure, the same for a failed scan (scanner.tasks),
+    an API answer (scanner.api) and a page: ``DATA_SOURCE_ERROR`` (local files cannot be read),
+    ``DATA_PROVIDER_AUTH`` (the key was rejected), ``DATA_PROVIDER_UNAVAILABLE`` (unreachable,
+    circuit breaker open, request budget spent), else ``DATA_PROVIDER_ERROR``."""
+    if isinstance(err, DataSourceError):
+        return "DATA_SOURCE_ERROR"
+    if isinstance(err, ProviderAuthError):
+        return "DATA_PROVIDER_AUTH"
+    if isinstance(err, ProviderUnavailable):
+        return "DATA_PROVIDER_UNAVAILABLE"
+    return "DATA_PROVIDER_ERROR"
+
+
+# What a user can do about each provider error code (the API shows them with the error, and with
+# a scan that failed with it).
 ERROR_SUGGESTIONS: dict[str, tuple[str, ...]] = {
     "DATA_PROVIDER_UNAVAILABLE": (
         "Start the scan again in a minute: after the cool-down one probe request tests the provider again",
