@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,34 +98,21 @@ class Workers:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(
+        def ready(process: subprocess.Popen[bytes], log: str) -> bool:
+            return f"{self.name}@" in log and " ready." in log and len(_children(process.pid)) >= self.concurrency
+
+        self.process = _celery(
             [
-                sys.executable, "-m", "celery", "-A", self.app, "worker",
-                "--concurrency", str(self.concurrency), "--pool", "prefork", "--loglevel", "INFO",
+                self.app, "worker", "--concurrency", str(self.concurrency), "--pool", "prefork", "--loglevel", "INFO",
                 "--hostname", f"{self.name}@%h", "--without-gossip", "--without-mingle",
             ],
-            cwd=REPO,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.env, self.log, ready, "celery worker", timeout,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker exited with {self.process.returncode}; see {self.log}")
-            log = self.log.read_text(errors="replace")
-            if f"{self.name}@" in log and " ready." in log and len(self.children()) >= self.concurrency:
-                return
-            time.sleep(0.1)
-        self.stop()  # not left running behind the caller's failure
-        raise RuntimeError(f"celery worker not ready after {timeout} s; see {self.log}")
 
     def children(self) -> list[int]:
         """PIDs of the pool's child processes (those that run tasks)."""
         assert self.process is not None
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
-        return [int(p) for p in out.stdout.split()]
+        return _children(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         """The largest peak resident set (VmHWM) among the worker's processes, in MB."""
@@ -161,24 +149,8 @@ class Beat:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", self.app, "beat", "--loglevel", "INFO",
-             "--schedule", str(self.folder / "beat-schedule")],
-            cwd=REPO,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery beat exited with {self.process.returncode}; see {self.log}")
-            if "beat: Starting" in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"celery beat not started after {timeout} s; see {self.log}")
+        args = [self.app, "beat", "--loglevel", "INFO", "--schedule", str(self.folder / "beat-schedule")]
+        self.process = _celery(args, self.env, self.log, lambda _, log: "beat: Starting" in log, "celery beat", timeout)
 
     def stop(self) -> None:
         stop_group(self.process)
@@ -225,6 +197,69 @@ class WebServer:
     def stop(self) -> None:
         stop_group(self.process)
         self.process = None
+
+
+def _celery(
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[subprocess.Popen[bytes], str], bool],
+    what: str,
+    timeout: float,
+) -> subprocess.Popen[bytes]:
+    """``celery -A <args>`` in a process group of its own, logging to ``log``, once ``ready``
+    says so of the process and the log's text; stopped again (and RuntimeError) if it exits or
+    is not ready in ``timeout`` seconds."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", *args],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}; see {log}")
+        if ready(process, log.read_text(errors="replace")):
+            return process
+        time.sleep(0.1)
+    stop_group(process)  # not left running behind the caller's failure
+    raise RuntimeError(f"{what} not ready after {timeout} s; see {log}")
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def scan_env(redis_url: str, demo_symbols: int, **extra: str) -> dict[str, str]:
+    """The environment of processes of a test's own on ``redis_url`` and the test database."""
+    from django.db import connection
+
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "DJANGO_DEBUG": "false",
+        "TECHNIC_DEMO_SYMBOLS": str(demo_symbols),
+        **extra,
+    }
+
+
+def start_scan_from(env: dict[str, str], batch_size: int) -> str:
+    """Create and enqueue a scan of every demo symbol from a process with ``env`` (this
+    process's Celery app and Redis clients may point elsewhere); returns its id."""
+    code = (
+        "import django; django.setup()\n"
+        "from scanner.engine.config import ScanConfig\n"
+        "from scanner.services import scan_create\n"
+        f"print(scan_create(owner=None, config=ScanConfig(), batch_size={batch_size}).id)\n"
+    )
+    full = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "technic_project.settings"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
 
 
 def stop_group(process: subprocess.Popen[bytes] | None) -> None:

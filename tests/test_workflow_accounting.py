@@ -6,9 +6,6 @@ from the database."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from progress import store
@@ -31,7 +27,7 @@ from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.services import scan_cancel, scan_create
 from scanner.sources import DataSource
 from scanner.workflow import build_workflow
-from tests.processes import REPO, RedisServer, Workers, database_url
+from tests.processes import RedisServer, Workers, scan_env, start_scan_from
 from tests.waits import wait_finished, wait_until
 from tests.worker_app import app
 
@@ -269,27 +265,12 @@ def own_workers(own_redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
 
 
 def own_env(server: RedisServer, **extra: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": server.url,
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "DJANGO_DEBUG": "false",
-        "TECHNIC_DEMO_SYMBOLS": str(FLUSH_SYMBOLS),
-        **extra,
-    }
+    return scan_env(server.url, FLUSH_SYMBOLS, **extra)
 
 
 def start_on(server: RedisServer, batch_size: int) -> Scan:
     """Create and enqueue a scan from a process pointed at ``server``."""
-    code = (
-        "import django; django.setup()\n"
-        "from scanner.engine.config import ScanConfig\n"
-        "from scanner.services import scan_create\n"
-        f"print(scan_create(owner=None, config=ScanConfig(), batch_size={batch_size}).id)\n"
-    )
-    env = {**os.environ, **own_env(server), "DJANGO_SETTINGS_MODULE": "technic_project.settings"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return Scan.objects.get(id=proc.stdout.strip().splitlines()[-1])
+    return Scan.objects.get(id=start_scan_from(own_env(server), batch_size))
 
 
 def test_progress_flushed_from_redis_mid_scan_is_rebuilt_and_the_final_snapshot_agrees_with_the_database(

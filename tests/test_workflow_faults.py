@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.test.utils import override_settings
 
 from progress import store
 from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
-from tests.processes import REPO, Beat, RedisServer, Workers, database_url
+from tests.processes import REPO, Beat, RedisServer, Workers, scan_env, start_scan_from
 from tests.waits import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -48,27 +47,12 @@ def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 def fault_env(server: RedisServer, **extra: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": server.url,
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "DJANGO_DEBUG": "false",
-        "TECHNIC_DEMO_SYMBOLS": str(DEMO_SYMBOLS),
-        **extra,
-    }
+    return scan_env(server.url, DEMO_SYMBOLS, **extra)
 
 
 def start_scan(server: RedisServer) -> str:
     """Create and enqueue a scan of every demo symbol on ``server``; returns its id."""
-    code = (
-        "import django; django.setup()\n"
-        "from scanner.engine.config import ScanConfig\n"
-        "from scanner.services import scan_create\n"
-        f"print(scan_create(owner=None, config=ScanConfig(), batch_size={BATCH_SIZE}).id)\n"
-    )
-    env = {**os.environ, **fault_env(server), "DJANGO_SETTINGS_MODULE": "technic_project.settings"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
+    return start_scan_from(fault_env(server), BATCH_SIZE)
 
 
 def done_in(server: RedisServer, scan_id: str, stage: str) -> int:
