@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from django.db import models
 
-from scanner.models import Scan
-
 
 class AlphaModel(models.Model):
     """A fitted alpha model of one data source, with its training window and walk-forward evaluation."""
@@ -37,14 +35,3 @@ class AlphaModel(models.Model):
 
     def __str__(self) -> str:
         return f"alpha {self.version} ({self.data_provider})"
-
-
-class ScanAlpha(models.Model):
-    """Which model a scan uses, fixed once for the whole scan (``model`` None: no model fitted)."""
-
-    scan = models.OneToOneField(Scan, primary_key=True, on_delete=models.CASCADE, related_name="alpha")
-    model = models.ForeignKey(AlphaModel, null=True, blank=True, on_delete=models.PROTECT, related_name="scans")
-    assigned_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"scan {self.scan_id}: {self.model.version if self.model else 'no alpha model'}"

@@ -1,21 +1,20 @@
-"""Training alpha models and fixing the model each scan uses. Commands and tasks call these."""
+"""Training alpha models, choosing the model a scan of a source may use, and reading stored models.
+Commands and tasks call these."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections import OrderedDict
 from datetime import date
 from pathlib import Path
-from typing import Any
 
+from cachetools import LRUCache, cached
 from django.conf import settings
 
-from alpha.models import AlphaModel, ScanAlpha
-from scanner.engine.alpha import AlphaFit, AlphaSettings, TrainedAlpha, no_model_metrics, train
-from scanner.models import Scan
-from scanner.sources import DataSource, provider_for
-from scanner.steps import resolve_as_of
+from alpha.models import AlphaModel
+from engine.alpha import AlphaFit, AlphaSettings, TrainedAlpha, train
+from market.sources import DataSource, provider_for, resolve_as_of
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +75,10 @@ def alpha_train(
 
 
 # Stored models never change, so each worker process parses a model's parameters once.
-_PARSED: OrderedDict[tuple[int, str], TrainedAlpha] = OrderedDict()
-_PARSED_KEPT = 16
-
-
+@cached(LRUCache(maxsize=16), key=lambda model: (model.pk, model.version), lock=threading.Lock())
 def trained_alpha(model: AlphaModel) -> TrainedAlpha:
     """The engine's view of a stored model."""
-    key = (model.pk, model.version)
-    if key not in _PARSED:
-        _PARSED[key] = TrainedAlpha(AlphaFit.from_dict(model.parameters), model.evaluation, model.version)
-        if len(_PARSED) > _PARSED_KEPT:
-            _PARSED.popitem(last=False)
-    return _PARSED[key]
+    return TrainedAlpha(AlphaFit.from_dict(model.parameters), model.evaluation, model.version)
 
 
 def alpha_select(source: DataSource, as_of: date) -> AlphaModel | None:
@@ -99,40 +90,3 @@ def alpha_select(source: DataSource, as_of: date) -> AlphaModel | None:
         .order_by("-data_cutoff", "-created_at", "-id")
         .first()
     )
-
-
-# A scan's model never changes once fixed, so each worker process looks it up once per scan.
-_ASSIGNED: OrderedDict[Any, TrainedAlpha | None] = OrderedDict()
-_ASSIGNED_KEPT = 64
-
-
-def scan_alpha(scan: Scan) -> TrainedAlpha | None:
-    """The model of ``scan``, chosen by the first caller and then fixed, so every batch of a scan
-    uses the same one even if a model is trained meanwhile. Idempotent. Raises ValueError
-    while the scan has no as_of."""
-    if scan.pk not in _ASSIGNED:
-        _ASSIGNED[scan.pk] = _assigned(scan)
-        if len(_ASSIGNED) > _ASSIGNED_KEPT:
-            _ASSIGNED.popitem(last=False)
-    return _ASSIGNED[scan.pk]
-
-
-def _assigned(scan: Scan) -> TrainedAlpha | None:
-    assignment = ScanAlpha.objects.select_related("model").filter(scan_id=scan.pk).first()
-    if assignment is None:
-        if scan.as_of is None:
-            raise ValueError(f"scan {scan.pk} has no as_of yet; its alpha model is chosen once it has one")
-        chosen = alpha_select(DataSource(scan.data_provider, scan.data_path, scan.universe_path), scan.as_of)
-        assignment, _ = ScanAlpha.objects.select_related("model").get_or_create(
-            scan_id=scan.pk, defaults={"model": chosen}
-        )
-    return trained_alpha(assignment.model) if assignment.model is not None else None
-
-
-def scan_alpha_metrics(scan: Scan) -> dict[str, Any]:
-    """``metrics["alpha"]`` of a scan: the model's version, window, evaluation and ranking
-    blend, or why there is none."""
-    if scan.as_of is None:
-        return {"model": None, "reason": "the scan ended before its as_of date was fixed"}
-    alpha = scan_alpha(scan)
-    return alpha.metrics() if alpha is not None else no_model_metrics(scan.as_of)

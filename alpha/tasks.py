@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from alpha.services import alpha_train
-from scanner.sources import DataSource
+from market.sources import DataSource
 
 TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 

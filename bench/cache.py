@@ -8,12 +8,12 @@ sequentially, as a naive per-symbol provider does. Measured, on the real univers
 with the default lookback:
 
 * the data stage: the universe in chunks of ``FETCH_CHUNK`` symbols, each through
-  ``cache_fill`` (the same code ``scanner.tasks.fetch_batch`` runs per chunk, called here
+  ``market.cache.fill`` (the same code ``scanner.tasks.fetch_batch`` runs per chunk, called here
   in-process so only the cache and the provider are timed, not the broker);
   cold (cache cleared first; median of COLD_REPEATS) against warm (run again at once; median
   of WARM_REPEATS): ``warm_speedup`` = cold / warm. HTTP requests are counted by the server;
 * ``repeat_hit_rate``: hits / lookups in percent over one repeated (warm) data stage, from the
-  application's hit and miss counters (``store.counters()``) before and after it;
+  application's hit and miss counters (``cache.counters()``) before and after it;
 * the stats call (``cache_stats()``, what ``GET /api/cache/stats`` and the admin page call)
   STATS_CALLS times with the cache filled to STATS_KEYS bars keys: p50, p95 and max in ms.
 
@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.common import django_with_own_redis, market_dir, report
-from scanner.engine.types import Bars, Instrument
-from scanner.providers.base import MarketDataProvider, calendar_range, check_lookback, window_copy
+from engine.types import Bars, Instrument
+from market.providers.base import MarketDataProvider, calendar_range, check_lookback, window_copy
 
 LATENCY_SECONDS = 0.020
 AS_OF = date(2018, 1, 31)
@@ -185,38 +185,37 @@ def main() -> None:
 
 
 def _measure(api: MarketApi, provider: HttpBarsProvider) -> dict[str, Any]:
-    from cache_admin import store
-    from cache_admin.services import cache_fill
-    from cache_admin.stats import cache_stats
-    from scanner.engine.config import ScanConfig
-    from scanner.steps import FETCH_CHUNK
+    from engine.config import ScanConfig
+    from market import cache
+    from market.sources import FETCH_CHUNK
+    from market.stats import cache_stats
 
     namespace, lookback = "bench-http", ScanConfig().lookback_days
     symbols = [i.symbol for i in provider.instruments()]
 
     def data_stage() -> None:
         for start in range(0, len(symbols), FETCH_CHUNK):
-            cache_fill(provider, namespace, AS_OF, lookback, symbols[start : start + FETCH_CHUNK])
+            cache.fill(provider, namespace, AS_OF, lookback, symbols[start : start + FETCH_CHUNK])
 
     cold, cold_requests = [], []
     for _ in range(COLD_REPEATS):
-        store.clear()
+        cache.clear()
         served = api.requests_served
         cold.append(_timed(data_stage))
         cold_requests.append(api.requests_served - served)
 
-    served, before = api.requests_served, store.counters()["bars"]
+    served, before = api.requests_served, cache.counters()["bars"]
     warm = [_timed(data_stage)]  # the repeated scan whose lookups give the hit rate
-    after = store.counters()["bars"]
+    after = cache.counters()["bars"]
     warm += [_timed(data_stage) for _ in range(WARM_REPEATS - 1)]
     warm_requests = api.requests_served - served
     hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
 
     fake = Bars(np.arange(FILL_BARS).astype("datetime64[D]"), *(np.linspace(10, 11, FILL_BARS) for _ in range(5)))
-    fill = [f"S{n:06d}" for n in range(max(0, STATS_KEYS - store.key_counts()["bars"]))]
+    fill = [f"S{n:06d}" for n in range(max(0, STATS_KEYS - cache.key_counts()["bars"]))]
     for start in range(0, len(fill), FILL_CHUNK):
-        store.put_bars("bench-fill", AS_OF, FILL_BARS, dict.fromkeys(fill[start : start + FILL_CHUNK], fake))
-    if (keys := sum(store.key_counts().values())) < STATS_KEYS:
+        cache.put_bars("bench-fill", AS_OF, FILL_BARS, dict.fromkeys(fill[start : start + FILL_CHUNK], fake))
+    if (keys := sum(cache.key_counts().values())) < STATS_KEYS:
         raise SystemExit(f"only {keys} keys cached after the fill, wanted {STATS_KEYS}")
     cache_stats()  # first call outside the timing (connection set-up)
     stats_ms = sorted(1000 * _timed(cache_stats) for _ in range(STATS_CALLS))

@@ -83,7 +83,7 @@ def django_with_own_redis(work: Path, demo_symbols: int, appendonly: bool = Fals
             "DJANGO_LOG_LEVEL": "WARNING",
         }
     )
-    from tests.processes import RedisServer
+    from tests.support.processes import RedisServer
 
     redis_server = RedisServer(work, appendonly=appendonly)
     redis_server.start()

@@ -25,9 +25,9 @@ SYNTHETIC_CHUNK = 500
 
 def _real() -> dict[str, Any]:
     single_core()
-    from scanner.engine.config import ScanConfig
-    from scanner.engine.scan import scan_batch
-    from scanner.providers.files import FileProvider
+    from engine.config import ScanConfig
+    from engine.scan import scan_batch
+    from market.providers.files import FileProvider
 
     folder = market_dir()
     provider = FileProvider("parquet", folder / "prices.parquet", folder / "constituents.csv")
@@ -52,9 +52,9 @@ def _real() -> dict[str, Any]:
 
 def _synthetic() -> dict[str, Any]:
     single_core()
-    from scanner.engine.config import ScanConfig
-    from scanner.engine.scan import scan_batch
-    from scanner.providers.demo import DemoProvider
+    from engine.config import ScanConfig
+    from engine.scan import scan_batch
+    from market.providers.demo import DemoProvider
 
     provider = DemoProvider(n_symbols=SYNTHETIC_SYMBOLS)
     instruments = provider.instruments()

@@ -55,7 +55,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="technic-faults-"))
     os.environ.update(TIMEOUTS)
     redis_server = django_with_own_redis(work, SYMBOLS, appendonly=True)
-    from tests.processes import Beat, Workers
+    from tests.support.processes import Beat, Workers
 
     env = {"REDIS_URL": redis_server.url, "DATABASE_URL": os.environ["DATABASE_URL"]}
     started: list[Any] = []
@@ -103,7 +103,7 @@ class _Table:
         _outcome(self.start(), self.work)
 
     def start(self) -> Any:
-        from scanner.engine.config import ScanConfig
+        from engine.config import ScanConfig
         from scanner.services import scan_create
 
         return scan_create(owner=None, config=ScanConfig(), batch_size=BATCH_SIZE).id

@@ -55,7 +55,7 @@ def _median_seconds(run: Callable[[], object], repeats: int = REPEATS) -> float:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="technic-bench-"))
     redis_server = django_with_own_redis(work, SYNTHETIC)
-    from tests.processes import Workers
+    from tests.support.processes import Workers
 
     workers = Workers(
         {
@@ -82,12 +82,12 @@ def main() -> None:
 def _measure(redis_server: Any) -> dict[str, Any]:
     from django.conf import settings
 
-    from cache_admin import store as cache
+    from engine.config import ScanConfig
+    from market import cache
+    from market.sources import DataSource, provider_for
     from progress.tracker import ProgressTracker
-    from scanner.engine.config import ScanConfig
     from scanner.runner import run_scan
     from scanner.services import scan_create
-    from scanner.sources import DataSource, provider_for
 
     folder = market_dir()
     real = DataSource("parquet", str(folder / "prices.parquet"), str(folder / "constituents.csv"))
@@ -154,7 +154,7 @@ class _Floor:
     nothing else: no Celery, no progress, no stage bookkeeping, no waiting between tasks.
 
     Each round, each process takes half the universe, puts its bars into the price cache
-    (``cache_fill``, as the data stage does) and, once both have (the stage boundary), reads
+    (``market.cache.fill``, as the data stage does) and, once both have (the stage boundary), reads
     them back, scans them and writes their rows (``record_outcomes``), as ``scan_batch`` does.
     With ``compute_only`` each process only gets its bars from the provider and scans them: the
     in-process scan's own work split over the two cores. The processes are forked with the
@@ -163,7 +163,7 @@ class _Floor:
     def __init__(self, source: Any, config: Any, compute_only: bool = False) -> None:
         from django.db import connections
 
-        from scanner.sources import provider_for
+        from market.sources import provider_for
         from scanner.steps import load_universe
 
         self.source, self.config, self.compute_only = source, config, compute_only
@@ -185,7 +185,7 @@ class _Floor:
 
     def round(self) -> float:
         """One cold scan's worth of that work: seconds from the start until both are done."""
-        from cache_admin import store as cache
+        from market import cache
         from scanner import services
 
         with mock.patch.object(services.transaction, "on_commit", lambda _: None):  # a row, not a workflow
@@ -211,11 +211,11 @@ class _Floor:
             process.join(30)
 
     def _serve(self, orders: Any, part: list[Any]) -> None:
-        from cache_admin import store as cache
-        from cache_admin.services import cache_fill
+        from engine.scan import scan_batch
+        from market import cache
+        from market.sources import FETCH_CHUNK
         from scanner import lifecycle
-        from scanner.engine.scan import scan_batch
-        from scanner.steps import FETCH_CHUNK, fetch_bars
+        from scanner.steps import fetch_bars
 
         namespace, lookback = self.source.cache_namespace(), self.config.lookback_days
         symbols = [i.symbol for i in part]
@@ -232,7 +232,7 @@ class _Floor:
                 self.finished.put(time.perf_counter())
                 continue
             for at in range(0, len(symbols), FETCH_CHUNK):
-                cache_fill(self.provider, namespace, self.as_of, lookback, symbols[at : at + FETCH_CHUNK])
+                cache.fill(self.provider, namespace, self.as_of, lookback, symbols[at : at + FETCH_CHUNK])
             self.fetched.wait()
             bars, missed = cache.get_bars(namespace, self.as_of, lookback, symbols)
             if missed:

@@ -1,6 +1,6 @@
 """Requests per scan through the polygon provider, for the 505-symbol real universe.
 
-A local server answering like Polygon (``tests.fake_polygon``: Polygon's JSON formats, the real
+A local server answering like Polygon (``tests.support.fake_polygon``: Polygon's JSON formats, the real
 bars of ``prices.parquet``) after LATENCY_SECONDS per request; the provider with its default
 concurrency, no rate limit, in-process resilience state. The scan: the universe as of AS_OF with
 the default lookback (500 bars). Measured, each from a fresh provider (its calendar request
@@ -24,11 +24,11 @@ from datetime import date
 from typing import Any
 
 from bench.common import market_dir, report
-from scanner.providers.polygon import PolygonConfig, PolygonProvider, Strategy
-from scanner.providers.resilience import Resilience, RetryPolicy
-from scanner.providers.state_stores import LocalStateStore
-from scanner.steps import FETCH_CHUNK
-from tests.fake_polygon import API_KEY, FakePolygon
+from market.providers.polygon import PolygonConfig, PolygonProvider, Strategy
+from market.providers.resilience import Resilience, RetryPolicy
+from market.providers.state_stores import LocalStateStore
+from market.sources import FETCH_CHUNK
+from tests.support.fake_polygon import API_KEY, FakePolygon
 
 LATENCY_SECONDS = 0.020
 AS_OF = date(2018, 1, 31)

@@ -109,7 +109,7 @@ def main() -> None:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    from tests.processes import WebServer, Workers
+    from tests.support.processes import WebServer, Workers
 
     user = User.objects.create_user("bench")
     token = Token.objects.create(user=user).key
@@ -217,9 +217,9 @@ def _scan(
     """One scan (the 505 real symbols, or 5,000 demo ones): seconds from enqueue to completed,
     the latencies its clients saw, the web process's CPU seconds until they all finished, and
     the seconds from enqueue to the first stage and of each stage (from the scan's row)."""
+    from engine.config import ScanConfig
+    from market.sources import DataSource
     from scanner import services
-    from scanner.engine.config import ScanConfig
-    from scanner.sources import DataSource
 
     folder = market_dir()
     real = DataSource("parquet", str(folder / "prices.parquet"), str(folder / "constituents.csv"))

@@ -23,7 +23,7 @@ SCANS = 9
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="technic-bench-"))
     redis_server = django_with_own_redis(work, 500)
-    from tests.processes import Workers
+    from tests.support.processes import Workers
 
     workers = Workers(
         {"REDIS_URL": redis_server.url, "DATABASE_URL": os.environ["DATABASE_URL"]},
@@ -49,11 +49,11 @@ def main() -> None:
 
 
 def _scan() -> dict[str, float]:
-    from cache_admin import store as cache
+    from engine.config import ScanConfig
+    from market import cache
+    from market.sources import DataSource
     from progress.tracker import STAGES
-    from scanner.engine.config import ScanConfig
     from scanner.services import scan_create
-    from scanner.sources import DataSource
 
     folder = market_dir()
     source = DataSource("parquet", str(folder / "prices.parquet"), str(folder / "constituents.csv"))

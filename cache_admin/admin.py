@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from cache_admin import store
 from cache_admin.models import CacheAction
 from cache_admin.services import cache_clear, warm_running
-from cache_admin.stats import cache_stats
 from cache_admin.tasks import warm_cache
+from market import cache
+from market.stats import cache_stats
 
 
 @admin.register(CacheAction)
@@ -64,7 +64,7 @@ class CacheActionAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         try:
             action = cache_clear(request.user, via="admin")
-        except store.CacheUnavailable as err:
+        except cache.CacheUnavailable as err:
             self.message_user(request, f"Nothing cleared: {err}", messages.ERROR)
         else:
             self.message_user(request, f"Cache cleared: {action.keys} keys removed in {action.seconds} s.")
@@ -75,7 +75,7 @@ class CacheActionAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         try:
             running = warm_running()
-        except store.CacheUnavailable as err:
+        except cache.CacheUnavailable as err:
             self.message_user(request, f"Cannot warm: {err}", messages.ERROR)
             return self._back()
         if running:

@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cache_admin import store
 from cache_admin.services import cache_clear, warm_running
-from cache_admin.stats import cache_stats
 from cache_admin.tasks import warm_cache
-from technic_project.errors import ApiError
-from technic_project.openapi import error_response
+from infra.errors import ApiError
+from infra.openapi import error_response
+from market import cache
+from market.stats import cache_stats
 
 
 class CacheKindSerializer(serializers.Serializer):
@@ -72,7 +72,7 @@ def cache_unavailable(err: Exception) -> ApiError:
         str(err),
         status.HTTP_503_SERVICE_UNAVAILABLE,
         ["Check that the Redis at CACHE_REDIS_URL is running", "Scans still run, uncached, meanwhile"],
-        {"url": store.safe_url()},
+        {"url": cache.safe_url()},
     )
 
 
@@ -97,7 +97,7 @@ class CacheClearView(APIView):
         """Remove every price-cache key (no other key), audited with the caller's name."""
         try:
             action = cache_clear(request.user, via="api")
-        except store.CacheUnavailable as err:
+        except cache.CacheUnavailable as err:
             raise cache_unavailable(err) from err
         body = {
             "removed_keys": action.keys,
@@ -119,7 +119,7 @@ class CacheWarmView(APIView):
         """Queue a warm of the default universe and the most-scanned symbols (a worker runs it)."""
         try:
             running = warm_running()
-        except store.CacheUnavailable as err:
+        except cache.CacheUnavailable as err:
             raise cache_unavailable(err) from err
         if running:
             raise ApiError(

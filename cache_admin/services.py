@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
 from typing import Any
 
 from django.conf import settings
 
-from cache_admin import store
 from cache_admin.models import CacheAction
-from scanner.engine.config import ScanConfig
-from scanner.providers import MarketDataProvider
-from scanner.sources import DataSource, instruments_for, provider_for
-from scanner.steps import FETCH_CHUNK, load_universe
+from engine.config import ScanConfig
+from engine.universe import select_universe
+from market import cache
+from market.sources import FETCH_CHUNK, DataSource, instruments_for, provider_for, resolve_as_of
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ def cache_clear(user: Any, via: str) -> CacheAction:
 
     Raises CacheUnavailable when the cache cannot be reached (nothing is audited then)."""
     started = time.perf_counter()
-    removed = store.clear()
+    removed = cache.clear()
     action = _audit(CacheAction.Kind.CLEAR, user, via, removed, time.perf_counter() - started)
     logger.info("price cache cleared by %s via %s: %d keys removed", action.username or via, via, removed)
     return action
@@ -64,22 +61,12 @@ class WarmReport:
         return asdict(self)
 
 
-def cache_fill(
-    provider: MarketDataProvider, namespace: str, as_of: date, lookback: int, symbols: Sequence[str]
-) -> tuple[int, int]:
-    """The data stage's step for ``symbols``: look them up (counted) and put the bars of those
-    missing into the cache. Returns (hits, misses). Raises CacheUnavailable."""
-    missed = store.missing(namespace, as_of, lookback, symbols)
-    store.put_bars(namespace, as_of, lookback, provider.bars(missed, as_of, lookback))
-    return len(symbols) - len(missed), len(missed)
-
-
 def _lock_name(source: DataSource) -> str:
     return f"warm:{source.cache_namespace()}"
 
 
 def warm_running(source: DataSource | None = None) -> bool:
-    return store.locked(_lock_name(source or DataSource.from_settings()))
+    return cache.locked(_lock_name(source or DataSource.from_settings()))
 
 
 def cache_warm(user: Any = None, via: str = "beat", source: DataSource | None = None) -> WarmReport:
@@ -91,21 +78,22 @@ def cache_warm(user: Any = None, via: str = "beat", source: DataSource | None = 
     raises WarmInProgress when another holds the lock; CacheUnavailable when the cache is down.
     """
     source = source or DataSource.from_settings()
-    with store.lock(_lock_name(source), WARM_LOCK_SECONDS) as acquired:
+    with cache.lock(_lock_name(source), WARM_LOCK_SECONDS) as acquired:
         if not acquired:
             raise WarmInProgress(f"a warmer is already running for {source.provider}")
         started = time.perf_counter()
         provider, namespace = provider_for(source), source.cache_namespace()
         config = ScanConfig()
-        instruments, as_of = load_universe(provider, config, instruments_for(source))
-        popular = store.popular(namespace, settings.TECHNIC_CACHE_WARM_TOP)
+        as_of = resolve_as_of(provider, config.as_of)
+        instruments = select_universe(instruments_for(source), config)
+        popular = cache.popular(namespace, settings.TECHNIC_CACHE_WARM_TOP)
         wanted = list(dict.fromkeys([i.symbol for i in instruments] + popular))
         horizon = 2 * settings.TECHNIC_CACHE_WARM_INTERVAL
-        left = store.remaining_seconds(namespace, as_of, config.lookback_days, wanted)
+        left = cache.remaining_seconds(namespace, as_of, config.lookback_days, wanted)
         stale = [s for s in wanted if left[s] < horizon]
         for start in range(0, len(stale), FETCH_CHUNK):
             chunk = stale[start : start + FETCH_CHUNK]
-            store.put_bars(namespace, as_of, config.lookback_days, provider.bars(chunk, as_of, config.lookback_days))
+            cache.put_bars(namespace, as_of, config.lookback_days, provider.bars(chunk, as_of, config.lookback_days))
         seconds = time.perf_counter() - started
     report = WarmReport(source.provider, as_of.isoformat(), len(wanted), len(stale), len(wanted) - len(stale), seconds)
     _audit(CacheAction.Kind.WARM, user, via, len(stale), seconds, f"{len(wanted)} symbols as of {as_of}")

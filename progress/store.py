@@ -43,18 +43,62 @@ import logging
 import statistics
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
+from infra.redis_client import main_redis
 from progress import push
 from progress.tracker import DEFAULT_WEIGHTS, STAGES, TERMINAL, ProgressTracker
-from scanner.models import Scan, ScanResult, ScanSkip
-from technic_project.redis_client import main_redis
 
 logger = logging.getLogger(__name__)
+
+
+class ScanRow(Protocol):
+    """What this module reads of a scan's database row (``scanner.models.Scan``); the per-stage
+    ``<stage>_started_at`` and ``<stage>_ended_at`` are read by name."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def status(self) -> Any: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def progress(self) -> Any: ...
+    @property
+    def total_symbols(self) -> int: ...
+    @property
+    def error_message(self) -> str: ...
+    @property
+    def is_finished(self) -> bool: ...
+    @property
+    def symbol_scanning_started_at(self) -> datetime | None: ...
+    @property
+    def symbol_scanning_ended_at(self) -> datetime | None: ...
+
+
+class _Rows:
+    """How to read scan rows, registered by the app that owns them (``use_rows``)."""
+
+    row: Callable[[uuid.UUID], ScanRow | None] | None = None
+    with_outcome: Callable[[Any], int] | None = None
+
+
+def use_rows(row: Callable[[uuid.UUID], ScanRow | None], with_outcome: Callable[[Any], int]) -> None:
+    """Register where scan rows are read, for rebuilding lost progress: ``row(scan_id)`` (None
+    when there is no such scan) and ``with_outcome(scan_id)``, how many of its symbols have a
+    result or a skip. The scanner app does it when Django starts."""
+    _Rows.row, _Rows.with_outcome = row, with_outcome
+
 
 TTL_SECONDS = 2 * 24 * 3600
 RATES_TTL_SECONDS = 30 * 24 * 3600
@@ -208,7 +252,7 @@ def advanced(
 
 
 def finished(
-    scan_id: Any, status: str, message: str, scan: Scan | None = None, scanned: int = 0
+    scan_id: Any, status: str, message: str, scan: ScanRow | None = None, scanned: int = 0
 ) -> dict[str, Any] | None:
     """The terminal update; returns the final snapshot (None if the scan had already ended).
 
@@ -366,7 +410,7 @@ def _end_ops(stage: str) -> list[Op]:
 
 
 def _update(
-    scan_id: Any, ops: list[Op], force: bool, creates: bool = False, scan: Scan | None = None, scanned: int = 0
+    scan_id: Any, ops: list[Op], force: bool, creates: bool = False, scan: ScanRow | None = None, scanned: int = 0
 ) -> dict[str, Any] | None:
     """Apply ``ops`` atomically; push the new snapshot if forced or the throttle allows.
     Returns the snapshot, or None when the scan's progress had already reached its end.
@@ -465,11 +509,11 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _units(scan: Scan, stage: str) -> int:
+def _units(scan: ScanRow, stage: str) -> int:
     return scan.total_symbols if stage in COUNTING_STAGES else 1
 
 
-def _last_begun(scan: Scan) -> int:
+def _last_begun(scan: ScanRow) -> int:
     """Index of the last stage the row shows begun (-1: none)."""
     begun = [
         i
@@ -479,7 +523,7 @@ def _last_begun(scan: Scan) -> int:
     return begun[-1] if begun else -1
 
 
-def _row_fields(scan: Scan) -> dict[str, str]:
+def _row_fields(scan: ScanRow) -> dict[str, str]:
     """The row's times as state fields: the scan's start, and each begun stage's start, end and
     total units."""
     fields = {"started": _stamp(scan.started_at)} if scan.started_at else {}
@@ -495,7 +539,7 @@ def _row_fields(scan: Scan) -> dict[str, str]:
     return fields
 
 
-def _rebuild_fields(scan_id: Any, finished: Scan | None, scanned: int) -> dict[str, str] | None:
+def _rebuild_fields(scan_id: Any, finished: ScanRow | None, scanned: int) -> dict[str, str] | None:
     """Fields to rebuild a missing state with, from the scan's row; ``{}`` when this database
     has no such scan (nothing to rebuild from), None when the update must not apply (the scan
     has finished and this is not its terminal update, or its final snapshot is already kept).
@@ -527,20 +571,26 @@ def _rebuild_fields(scan_id: Any, finished: Scan | None, scanned: int) -> dict[s
     return fields
 
 
-def _with_outcome(scan: Scan) -> int:
+def _with_outcome(scan: ScanRow) -> int:
     """How many of the scan's symbols have a result or a skip."""
-    return ScanResult.objects.filter(scan_id=scan.id).count() + ScanSkip.objects.filter(scan_id=scan.id).count()
+    return _registered(_Rows.with_outcome)(scan.id)
 
 
-def _row(scan_id: Any) -> Scan | None:
+def _row(scan_id: Any) -> ScanRow | None:
     try:
         key = uuid.UUID(str(scan_id))
     except ValueError:  # not a scan id (the progress of something else): nothing to read
         return None
-    return Scan.objects.filter(id=key).first()
+    return _registered(_Rows.row)(key)
 
 
-def _state_from_row(scan: Scan) -> dict[str, Any]:
+def _registered(read: Any) -> Any:
+    if read is None:
+        raise RuntimeError("progress.store reads scan rows through use_rows(), which no app has called")
+    return read
+
+
+def _state_from_row(scan: ScanRow) -> dict[str, Any]:
     """State from the database row alone (no counters of running stages): for a scan Redis
     knows nothing of."""
     stages = {}

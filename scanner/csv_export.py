@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
-from scanner.engine.scan import ROW_FIELDS
+from engine.scan import ROW_FIELDS
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Text that is a plain number (a spreadsheet reads it as that number, not as a formula).

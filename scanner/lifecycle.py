@@ -15,29 +15,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from cachetools import LRUCache
 from django.db import connection, models, transaction
 from django.db.models import Count, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from alpha.services import scan_alpha_metrics
+from engine import ENGINE_VERSION
+from engine.config import ScanConfig
+from engine.scan import Skip
+from engine.types import Instrument
+from infra import metrics as recorded
+from market.providers import DataProviderError, MarketDataProvider
+from market.sources import DataSource, provider_calls, provider_for
 from progress import store
 from progress.tracker import STAGES
-from scanner.engine import ENGINE_VERSION
-from scanner.engine.config import ScanConfig
-from scanner.engine.scan import Skip
-from scanner.engine.types import Instrument
+from scanner.alphas import scan_alpha_metrics
 from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
-from scanner.providers import DataProviderError, MarketDataProvider
-from scanner.sources import DataSource, provider_calls, provider_for
 from scanner.steps import outcome_metrics
-from technic_project import metrics as recorded
 
 logger = logging.getLogger(__name__)
 
@@ -141,21 +141,17 @@ def universe_of(scan: Scan) -> list[Instrument]:
 
 # A scan's universe never changes once set and a large one is slow to decode, so each worker
 # process keeps the universes of the scans it is working on.
-_UNIVERSES: OrderedDict[str, list[Instrument]] = OrderedDict()
-_UNIVERSES_KEPT = 8
+_UNIVERSES: LRUCache[str, list[Instrument]] = LRUCache(maxsize=8)
 
 
 def _fixed_universe(scan_id: Any) -> list[Instrument]:
     key = str(scan_id)
-    if key in _UNIVERSES:
-        _UNIVERSES.move_to_end(key)
-        return _UNIVERSES[key]
-    raw = Scan.objects.values_list("universe", flat=True).get(id=scan_id)
-    universe = [Instrument(symbol, name, sector) for symbol, name, sector in raw]
-    if universe:  # empty on a scan recorded without one: nothing to keep
-        _UNIVERSES[key] = universe
-        if len(_UNIVERSES) > _UNIVERSES_KEPT:
-            _UNIVERSES.popitem(last=False)
+    universe = _UNIVERSES.get(key)
+    if universe is None:
+        raw = Scan.objects.values_list("universe", flat=True).get(id=scan_id)
+        universe = [Instrument(symbol, name, sector) for symbol, name, sector in raw]
+        if universe:  # empty on a scan recorded without one: nothing to keep
+            _UNIVERSES[key] = universe
     return universe
 
 

@@ -11,8 +11,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from engine.scan import SKIP_REASONS
 from progress.tracker import STAGES, TERMINAL
-from scanner.engine.scan import SKIP_REASONS
 
 
 class ScanStatus(models.TextChoices):
@@ -139,3 +139,14 @@ class ScanSkip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol}: {self.reason}"
+
+
+class ScanAlpha(models.Model):
+    """Which alpha model a scan uses, fixed once for the whole scan (``model`` None: no model fitted)."""
+
+    scan = models.OneToOneField(Scan, primary_key=True, on_delete=models.CASCADE, related_name="alpha")
+    model = models.ForeignKey("alpha.AlphaModel", null=True, blank=True, on_delete=models.PROTECT, related_name="scans")
+    assigned_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"scan {self.scan_id}: {self.model.version if self.model else 'no alpha model'}"

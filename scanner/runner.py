@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from engine import ENGINE_VERSION
+from engine.alpha import TrainedAlpha, no_model_metrics
+from engine.config import ScanConfig
+from engine.scan import Skip, rank_rows, scan_batch
+from market.providers import MarketDataProvider
 from progress.tracker import ProgressTracker
-from scanner.engine import ENGINE_VERSION
-from scanner.engine.alpha import TrainedAlpha, no_model_metrics
-from scanner.engine.config import ScanConfig
-from scanner.engine.scan import Skip, rank_rows, scan_batch
-from scanner.providers import MarketDataProvider
 from scanner.steps import fetch_bars, load_universe, outcome_metrics, with_fetch_errors
 
 

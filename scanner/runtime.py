@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from technic_project.redis_client import main_redis
+from infra.redis_client import main_redis
 
 TTL_SECONDS = 2 * 24 * 3600
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from cache_admin import store as cache
+from engine import ENGINE_VERSION
+from engine.scan import Skip, rank_rows
+from market import cache
 from progress.store import current_snapshot
-from scanner.engine import ENGINE_VERSION
-from scanner.engine.scan import Skip, rank_rows
 from scanner.lifecycle import config_of
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
 from scanner.runner import ScanReport
@@ -30,10 +30,7 @@ def ranked_rows(scan: Scan) -> list[dict[str, Any]]:
 
     if scan.status not in (ScanStatus.COMPLETED, ScanStatus.CANCELLED):
         return load()
-    try:
-        return cache.results(scan.id, load)
-    except cache.CacheUnavailable:
-        return load()
+    return cache.results(scan.id, load)
 
 
 def scan_report(scan: Scan) -> ScanReport:

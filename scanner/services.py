@@ -12,14 +12,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from engine.config import ScanConfig
+from infra import metrics
+from market.sources import DataSource, provider_for
 from progress import store
 from scanner import lifecycle, runtime
-from scanner.engine.config import ScanConfig
 from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
-from scanner.sources import DataSource, provider_for
 from scanner.steps import load_universe
 from scanner.workflow import build_workflow
-from technic_project import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -9,28 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from scanner.engine.config import ConfigError, ScanConfig
-from scanner.engine.scan import SKIP_REASONS, Skip
-from scanner.engine.types import Bars, Instrument
-from scanner.engine.universe import select_universe
-from scanner.providers import MarketDataProvider
-from scanner.providers.base import bars_and_failures
-
-FETCH_CHUNK = 100
-
-
-def resolve_as_of(provider: MarketDataProvider, requested: date | None) -> date:
-    """The scan date: the provider's last market date by default; outside the data is an error."""
-    first, last = provider.date_range()
-    if requested is None:
-        return last
-    if not first <= requested <= last:
-        raise ConfigError(
-            "as_of",
-            f"as_of {requested.isoformat()} is outside the data ({first.isoformat()} to {last.isoformat()})",
-            [last.isoformat()],
-        )
-    return requested
+from engine.config import ScanConfig
+from engine.scan import SKIP_REASONS, Skip
+from engine.types import Bars, Instrument
+from engine.universe import select_universe
+from market.providers import MarketDataProvider
+from market.providers.base import bars_and_failures
+from market.sources import FETCH_CHUNK, resolve_as_of
 
 
 def load_universe(

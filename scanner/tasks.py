@@ -19,24 +19,23 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from alpha.services import scan_alpha
-from cache_admin import store as cache
-from cache_admin.services import cache_fill
+from engine.config import ConfigError
+from engine.scan import scan_batch as engine_scan_batch
+from market import cache
+from market.providers import DataProviderError
+from market.providers.base import bars_and_failures, provider_error_code
+from market.sources import FETCH_CHUNK, DataSource, instruments_for, provider_requests
 from progress import store
 from scanner import lifecycle, recovery, runtime, steps
-from scanner.engine.config import ConfigError
-from scanner.engine.scan import scan_batch as engine_scan_batch
+from scanner.alphas import scan_alpha
 from scanner.models import Scan, SkipReason
-from scanner.providers import DataProviderError
-from scanner.providers.base import bars_and_failures, provider_error_code
-from scanner.sources import DataSource, instruments_for, provider_requests
 from scanner.workflow import build_workflow
 
 logger = logging.getLogger(__name__)
 
 # A dropped database connection is retried by Celery, with backoff, through the broker (which is
 # up). Redis errors are not retried here: a worker's Redis clients wait out an outage inside the
-# task (TECHNIC_REDIS_OUTAGE_SECONDS, technic_project.redis_client), and a Celery retry would have
+# task (TECHNIC_REDIS_OUTAGE_SECONDS, infra.redis_client), and a Celery retry would have
 # to publish through the broker that is down; an error after that wait fails the scan.
 TRANSIENT = (OperationalError,)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 30, "max_retries": 5}
@@ -71,12 +70,12 @@ def fetch_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     symbols = [i.symbol for i in lifecycle.batch_instruments(scan, index, n_batches)]
     # A symbol whose fetch failed stays uncached: scan_batch asks once more and records the error.
     with _remote_calls(context.source, scan):
-        for start in range(0, len(symbols), steps.FETCH_CHUNK):
+        for start in range(0, len(symbols), FETCH_CHUNK):
             if runtime.is_cancelled(scan_id):
                 return {"index": index, "state": "cancelled"}
-            chunk = symbols[start : start + steps.FETCH_CHUNK]
+            chunk = symbols[start : start + FETCH_CHUNK]
             try:
-                hits, misses = cache_fill(
+                hits, misses = cache.fill(
                     context.provider, context.namespace, scan.as_of, context.config.lookback_days, chunk
                 )
             except cache.CacheUnavailable:
@@ -133,10 +132,8 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
     context = lifecycle.context_of(scan)
     config, provider = context.config, context.provider
     model = scan_alpha(scan)  # fixed for the whole scan by the first batch that asks
-    try:
-        bars, missed = cache.get_bars(context.namespace, scan.as_of, config.lookback_days, symbols)
-    except cache.CacheUnavailable:
-        bars, missed = {}, symbols
+    bars, missed, cache_down = cache.read_bars(context.namespace, scan.as_of, config.lookback_days, symbols)
+    if cache_down:
         store.batch_advanced(scan_id, "symbol_scanning", index, 0, cache_down=True)
     failures: dict[str, str] = {}
     if missed:

@@ -18,10 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from technic_project.errors import ApiError, is_page, json_response
-from technic_project.logins import login_locked_out
-from technic_project.openapi import error_response
-from technic_project.tokens import TICKET_SECONDS, ticket_for, token_expired, token_expires_at
+from infra.errors import ApiError, is_page, json_response
+from infra.logins import login_locked_out
+from infra.openapi import error_response
+from infra.tokens import TICKET_SECONDS, ticket_for, token_expired, token_expires_at
 
 
 class CredentialsSerializer(serializers.Serializer):
@@ -65,7 +65,7 @@ class TokenView(APIView):
         credentials.is_valid(raise_exception=True)
         user = authenticate(request, **credentials.validated_data)
         if user is None:
-            if getattr(request, "axes_locked_out", False):  # set by django-axes (technic_project.logins)
+            if getattr(request, "axes_locked_out", False):  # set by django-axes (infra.logins)
                 raise login_locked_out()
             raise ApiError(
                 "INVALID_CREDENTIALS",

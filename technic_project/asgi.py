@@ -16,10 +16,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from progress.auth import TokenAuthMiddleware  # noqa: E402
-from progress.routing import websocket_urlpatterns  # noqa: E402
-from technic_project.bodies import BodyLimitMiddleware  # noqa: E402
-from technic_project.logs import redact_access_log  # noqa: E402
+from infra.bodies import BodyLimitMiddleware  # noqa: E402
+from infra.logs import redact_access_log  # noqa: E402
+from live.auth import TokenAuthMiddleware  # noqa: E402
+from live.routing import websocket_urlpatterns  # noqa: E402
 from technic_project.websocket import unrouted  # noqa: E402
 
 # daphne's access log shows each request's URL, whose ?token= or ?ticket= must not be written.
@@ -27,7 +27,7 @@ redact_access_log()
 
 application = ProtocolTypeRouter(
     {
-        # Bodies are bounded in size and time before Django reads them (technic_project.bodies).
+        # Bodies are bounded in size and time before Django reads them (infra.bodies).
         "http": BodyLimitMiddleware(django_asgi_app),
         # The token middleware sits inside the session's, so ``?ticket=``/``?token=`` override the session user.
         "websocket": AllowedHostsOriginValidator(

@@ -38,7 +38,7 @@ _scan_tokens: dict[str, list[Token[str | None]]] = {}
 @task_prerun.connect
 def enter_scan(task_id: str, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any) -> None:
     """While a task that takes a ``scan_id`` runs, every log line carries that id."""
-    from technic_project.logs import current_scan
+    from infra.logs import current_scan
 
     try:
         scan_id = inspect.signature(task.run).bind_partial(*args, **kwargs).arguments.get("scan_id")
@@ -50,7 +50,7 @@ def enter_scan(task_id: str, task: Task, args: tuple[Any, ...], kwargs: dict[str
 
 @task_postrun.connect
 def leave_scan(task_id: str, **_: Any) -> None:
-    from technic_project.logs import current_scan
+    from infra.logs import current_scan
 
     tokens = _scan_tokens.get(task_id)
     if tokens:
@@ -112,12 +112,12 @@ def _refuse(problem: str) -> None:
 def ride_out_redis_outages(**_: Any) -> None:
     """A worker waits for Redis to come back, for TECHNIC_REDIS_OUTAGE_SECONDS, when it is
     unreachable: the project's clients, the result backend's (results, chord counters), its
-    publishing and the broker's bookkeeping of delivered messages (``technic_project.broker``).
+    publishing and the broker's bookkeeping of delivered messages (``infra.broker``).
     So a Redis restart pauses a scan instead of failing it. The main process runs this before
     forking the pool, and each pool process again."""
     from django.conf import settings
 
-    from technic_project.redis_client import ride_out_outages
+    from infra.redis_client import ride_out_outages
 
     seconds = settings.TECHNIC_REDIS_OUTAGE_SECONDS
     app.backend.client.set_retry(ride_out_outages(seconds))

@@ -38,13 +38,13 @@ from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from kombu.pidbox import Mailbox
 
-from cache_admin.stats import cache_stats
-from scanner.providers import DataProviderError, DataSourceError
-from scanner.sources import DataSource, provider_calls, provider_for
+from infra.errors import error_body
+from infra.redis_client import main_redis
+from market.providers import DataProviderError, DataSourceError
+from market.sources import DataSource, provider_calls, provider_for
+from market.stats import cache_stats
 from technic_project import metrics
 from technic_project.celery import app
-from technic_project.errors import error_body
-from technic_project.redis_client import main_redis
 
 PING_TIMEOUT_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 2.0

@@ -5,7 +5,7 @@ takes exactly daphne's command line (``--help``). daphne hands a request to the 
 only when its whole body has arrived (into a temporary file past 100 kB), and has no limit of
 its own: a declared 150 MB upload was received and stored before the 413, and a
 ``Content-Length`` of twenty digits kept the connection waiting for bytes that never came.
-Here each request applies ``technic_project.bodies``' rules as its bytes arrive:
+Here each request applies ``infra.bodies``' rules as its bytes arrive:
 
 * a declared ``Content-Length`` over ``TECHNIC_MAX_BODY_BYTES`` answers 413 at once, after the
   headers, without reading the body;
@@ -39,8 +39,8 @@ from twisted.internet import reactor as _reactor
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "technic_project.settings")
 django.setup()  # the API's errors below import DRF, which needs the app registry
 
-from technic_project.bodies import body_timeout, length_refusal, payload_too_large, refusal  # noqa: E402
-from technic_project.errors import ApiError  # noqa: E402
+from infra.bodies import body_timeout, length_refusal, payload_too_large, refusal  # noqa: E402
+from infra.errors import ApiError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from technic_project.env import env_bool, env_choice, env_float_map, env_int, env_list, env_networks, env_str
+from infra.env import env_bool, env_choice, env_float_map, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "market",
     "scanner",
     "progress",
     "cache_admin",
@@ -47,16 +48,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "technic_project.middleware.JsonErrorMiddleware",  # first: it sees every other one's answers
+    "infra.middleware.JsonErrorMiddleware",  # first: it sees every other one's answers
     "django.middleware.security.SecurityMiddleware",
-    "technic_project.middleware.BodySizeLimitMiddleware",
+    "infra.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "technic_project.middleware.RedisUnavailableMiddleware",
+    "infra.middleware.RedisUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
@@ -116,8 +117,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHE_REDIS_URL = env_str("CACHE_REDIS_URL", REDIS_URL)
 
 CELERY_BROKER_URL = REDIS_URL
-# kombu's Redis transport, riding out a Redis restart in workers (technic_project/broker.py).
-CELERY_BROKER_TRANSPORT = "technic_project.broker:Transport"
+# kombu's Redis transport, riding out a Redis restart in workers (infra/broker.py).
+CELERY_BROKER_TRANSPORT = "infra.broker:Transport"
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -157,7 +158,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     # Storing a result tries three times; a worker's client itself waits out an outage first
-    # (technic_project.redis_client.ride_out_outages), so this must not multiply that wait.
+    # (infra.redis_client.ride_out_outages), so this must not multiply that wait.
     "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 1, "interval_max": 1},
 }
 CELERY_REDIS_SOCKET_KEEPALIVE = True
@@ -200,7 +201,8 @@ CHANNEL_LAYERS: dict[str, Any] = {
     }
 }
 
-TECHNIC_DATA_PROVIDER = env_choice("TECHNIC_DATA_PROVIDER", "demo", ("demo", "parquet", "csv", "polygon"))
+# One of market.providers.PROVIDER_NAMES (checked at start-up by market.apps, with POLYGON_API_KEY).
+TECHNIC_DATA_PROVIDER = env_str("TECHNIC_DATA_PROVIDER", "demo").strip().lower()
 TECHNIC_DATA_PATH = env_str("TECHNIC_DATA_PATH", "") or None
 TECHNIC_UNIVERSE_PATH = env_str("TECHNIC_UNIVERSE_PATH", "") or None
 TECHNIC_DEMO_SYMBOLS = env_int("TECHNIC_DEMO_SYMBOLS", 500, minimum=11)
@@ -220,7 +222,7 @@ TECHNIC_KEY_PREFIX = env_str("TECHNIC_KEY_PREFIX", "technic")
 TECHNIC_STAGE_WEIGHTS = env_float_map("TECHNIC_STAGE_WEIGHTS", {})
 # Push progress to WebSocket and SSE clients (off: they still get the snapshot on connect).
 TECHNIC_PROGRESS_PUSH = env_bool("TECHNIC_PROGRESS_PUSH", True)
-# Price cache TTLs in seconds (see cache_admin/ttl.py): bars of the session in progress, bars
+# Price cache TTLs in seconds (see market/ttl.py): bars of the session in progress, bars
 # ending on a finished trading day, a finished scan's results.
 TECHNIC_CACHE_TTL_MARKET_HOURS = env_int("TECHNIC_CACHE_TTL_MARKET_HOURS", 300, minimum=1)
 TECHNIC_CACHE_TTL_FINISHED_DAY = env_int("TECHNIC_CACHE_TTL_FINISHED_DAY", 7 * 86400, minimum=60)
@@ -243,8 +245,6 @@ def _env_float(name: str, default: float, minimum: float) -> float:
 # scan's request budget (this many requests per symbol, plus 20).
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "").strip()
 POLYGON_BASE_URL = env_str("POLYGON_BASE_URL", "https://api.polygon.io").strip()
-if TECHNIC_DATA_PROVIDER == "polygon" and not POLYGON_API_KEY:
-    raise ImproperlyConfigured("TECHNIC_DATA_PROVIDER=polygon needs POLYGON_API_KEY (your Polygon.io API key)")
 if not POLYGON_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"POLYGON_BASE_URL={POLYGON_BASE_URL!r} must be an http:// or https:// URL")
 POLYGON_CONNECT_TIMEOUT = _env_float("POLYGON_CONNECT_TIMEOUT", 3.0, minimum=0.01)
@@ -269,7 +269,7 @@ try:
 except ValueError as err:
     raise ImproperlyConfigured(f"POLYGON_HISTORY_START: {err}; write it as YYYY-MM-DD") from err
 
-# Rate limits are counted in Redis by technic_project.throttles (in the process while Redis is
+# Rate limits are counted in Redis by infra.throttles (in the process while Redis is
 # down); nothing relies on Django's cache, which stays in memory so a Redis outage cannot break it.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Client addresses come from X-Forwarded-For only when the peer is one of these proxies
@@ -279,11 +279,11 @@ TECHNIC_TRUSTED_PROXIES = env_networks("TECHNIC_TRUSTED_PROXIES")
 # always be revoked with POST /api/auth/token/revoke/).
 TECHNIC_TOKEN_TTL = env_int("TECHNIC_TOKEN_TTL", 30 * 86400, minimum=0)
 # Failed logins (login page, admin, POST /api/auth/token/) from one address or for one user name
-# before further attempts are refused for TECHNIC_LOGIN_COOLOFF seconds (technic_project/logins.py).
+# before further attempts are refused for TECHNIC_LOGIN_COOLOFF seconds (infra/logins.py).
 TECHNIC_LOGIN_FAILURE_LIMIT = env_int("TECHNIC_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 TECHNIC_LOGIN_COOLOFF = env_int("TECHNIC_LOGIN_COOLOFF", 900, minimum=1)
 AUTHENTICATION_BACKENDS = [
-    "technic_project.logins.LoginAttemptsBackend",
+    "infra.logins.LoginAttemptsBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = TECHNIC_LOGIN_FAILURE_LIMIT
@@ -291,23 +291,23 @@ AXES_COOLOFF_TIME = timedelta(seconds=TECHNIC_LOGIN_COOLOFF)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "technic_project.throttles.client_address"
-AXES_LOCKOUT_CALLABLE = "technic_project.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "infra.throttles.client_address"
+AXES_LOCKOUT_CALLABLE = "infra.logins.lockout_response"
 AXES_VERBOSE = False  # no banner on every start-up: it would break the CLI's one-line errors
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "technic_project.tokens.ExpiringTokenAuthentication",
+        "infra.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["technic_project.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["infra.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "technic_project.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "technic_project.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "infra.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "infra.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "technic_project.throttles.AnonThrottle",
-        "technic_project.throttles.UserThrottle",
+        "infra.throttles.AnonThrottle",
+        "infra.throttles.UserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("TECHNIC_THROTTLE_ANON", "60/min"),
@@ -320,12 +320,12 @@ TECHNIC_MAX_ACTIVE_SCANS = env_int("TECHNIC_MAX_ACTIVE_SCANS", 3, minimum=1)
 # POST /scan/start with async_mode false (and the legacy GET /scan) waits this long for the
 # workers before answering 202 with the scan's URLs instead of its results.
 TECHNIC_SYNC_SCAN_TIMEOUT = env_int("TECHNIC_SYNC_SCAN_TIMEOUT", 120, minimum=1)
-# Request bodies above this many bytes answer 413 (technic_project.middleware applies Django's
+# Request bodies above this many bytes answer 413 (infra.middleware applies Django's
 # own limit, which also covers bodies sent without a Content-Length).
 TECHNIC_MAX_BODY_BYTES = env_int("TECHNIC_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TECHNIC_MAX_BODY_BYTES
 # A request's body must arrive within this many seconds of its headers, or it answers 408; the
-# web process refuses an over-long body as its bytes arrive (technic_project/bodies.py).
+# web process refuses an over-long body as its bytes arrive (infra/bodies.py).
 TECHNIC_BODY_TIMEOUT = env_int("TECHNIC_BODY_TIMEOUT", 30, minimum=1)
 # JSON bodies nested deeper than this answer 400 JSON_TOO_DEEP before they are decoded.
 TECHNIC_MAX_JSON_DEPTH = env_int("TECHNIC_MAX_JSON_DEPTH", 32, minimum=2)
@@ -390,22 +390,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "progress.openapi.add_event_stream_paths",
+        "live.openapi.add_event_stream_paths",
     ],
 }
 
 # Every line names its scan (scan_id) while a scan's task runs; TECHNIC_LOG_FORMAT=json writes
-# one JSON object per line (technic_project/logs.py). Celery workers use this configuration too.
+# one JSON object per line (infra/logs.py). Celery workers use this configuration too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "scan_id": {"()": "technic_project.logs.ScanIdFilter"},
-        "redact": {"()": "technic_project.logs.RedactFilter"},  # no token or ticket in any line
+        "scan_id": {"()": "infra.logs.ScanIdFilter"},
+        "redact": {"()": "infra.logs.RedactFilter"},  # no token or ticket in any line
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s [scan=%(scan_id)s] %(message)s"},
-        "json": {"()": "technic_project.logs.JsonFormatter"},
+        "json": {"()": "infra.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

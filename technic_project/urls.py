@@ -19,10 +19,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("cache_admin.urls")),
-    path("", include("progress.urls")),
+    path("", include("live.urls")),
     path("", include("scanner.api.urls")),
     path("", include("web.urls")),
 ]
 
-handler404 = "technic_project.errors.not_found"
-handler500 = "technic_project.errors.server_error"
+handler404 = "infra.errors.not_found"
+handler500 = "infra.errors.server_error"

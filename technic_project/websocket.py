@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from django.urls import URLPattern, re_path
 
-from progress.consumers import CLOSE_NOT_FOUND
+from live.consumers import CLOSE_NOT_FOUND
 
 
 async def refuse_unrouted(scope: dict[str, Any], receive: Any, send: Any) -> None:

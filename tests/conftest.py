@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.engine.types import Bars, Instrument
-from tests.processes import RedisServer, WebServer, Workers, database_url, free_port
+from engine.types import Bars, Instrument
+from tests.support.processes import RedisServer, WebServer, Workers, database_url, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,7 +165,7 @@ def dead_cache() -> Iterator[str]:
 @pytest.fixture
 def owner() -> tuple[Any, str]:
     """A user and their API token."""
-    from tests.accounts import user_with_token
+    from tests.support.accounts import user_with_token
 
     return user_with_token("owner")
 

@@ -16,18 +16,19 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from alpha.models import AlphaModel
-from alpha.services import alpha_select, alpha_train, scan_alpha, scan_alpha_metrics, trained_alpha
+from alpha.services import alpha_select, alpha_train, trained_alpha
 from alpha.tasks import train_alpha
+from engine.alpha import AlphaFit
+from engine.config import ScanConfig
+from market.sources import DataSource, provider_for
 from progress.tracker import ProgressTracker
-from scanner.engine.alpha import AlphaFit
-from scanner.engine.config import ScanConfig
+from scanner.alphas import scan_alpha, scan_alpha_metrics
 from scanner.models import Scan, ScanResult
 from scanner.runner import run_scan
 from scanner.selectors import ranked_rows
 from scanner.services import scan_create
-from scanner.sources import DataSource, provider_for
-from tests.processes import Workers
-from tests.waits import wait_finished
+from tests.support.processes import Workers
+from tests.support.waits import wait_finished
 
 
 @pytest.fixture

@@ -28,11 +28,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from engine.config import ScanConfig
 from scanner import services, tasks
-from scanner.engine.config import ScanConfig
 from scanner.models import Scan, ScanStatus
 from scanner.workflow import build_workflow
-from tests.accounts import user_with_token
+from tests.support.accounts import user_with_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

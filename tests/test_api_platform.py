@@ -26,11 +26,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from infra.throttles import RateWindows, WindowThrottle
 from scanner.models import Scan
 from technic_project import urls as root_urls
 from technic_project.asgi import application
-from technic_project.throttles import RateWindows, WindowThrottle
-from tests.accounts import user_with_token
+from tests.support.accounts import user_with_token
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

@@ -26,9 +26,9 @@ from django.test import Client
 from rest_framework.throttling import AnonRateThrottle
 
 from scanner.models import Scan
-from tests.accounts import user_with_token
 from tests.api.support import finished_scan, pending_scan
-from tests.processes import RedisServer, WebServer, database_url, free_port
+from tests.support.accounts import user_with_token
+from tests.support.processes import RedisServer, WebServer, database_url, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +37,7 @@ TIMEOUT = 30  # seconds one answer may take on a loaded machine with Redis down
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_history(monkeypatch: pytest.MonkeyPatch) -> None:
-    from technic_project.throttles import RateWindows, WindowThrottle
+    from infra.throttles import RateWindows, WindowThrottle
 
     monkeypatch.setattr(WindowThrottle, "windows", RateWindows(key_prefix=f"throttle-{uuid.uuid4()}"))
 
@@ -245,7 +245,7 @@ def test_rate_limits_are_counted_in_the_process_while_redis_is_down_and_that_is_
     monkeypatch.setitem(AnonRateThrottle.THROTTLE_RATES, "anon", "3/min")
     statuses = [Client().post("/api/auth/token/", {}, content_type="application/json").status_code for _ in range(5)]
     assert statuses == [400, 400, 400, 429, 429]
-    warnings = [r for r in caplog.records if r.name == "technic_project.throttles" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "infra.throttles" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Redis is unreachable" in warnings[0].getMessage()
 
 

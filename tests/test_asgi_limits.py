@@ -18,9 +18,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
+from infra.bodies import BodyLimitMiddleware
 from technic_project.asgi import application
-from technic_project.bodies import BodyLimitMiddleware
-from tests.processes import RedisServer, WebServer, database_url
+from tests.support.processes import RedisServer, WebServer, database_url
+from tests.support.waits import wait_until
 
 BODY_TIMEOUT = 2
 MAX_BODY = 64 * 1024
@@ -194,7 +195,7 @@ def test_deeply_nested_json_answers_400_and_logs_no_traceback(web: WebServer) ->
         sock.sendall(body)
         status, _, answer = read_answer(sock)
     assert (status, error_code(answer)) == (400, "JSON_TOO_DEEP")
-    time.sleep(0.5)  # the access log line is written after the answer
+    wait_until(lambda: TOKEN_PATH in log_since(web, offset), 10, "the access log line, written after the answer")
     log = log_since(web, offset)
     assert "Traceback" not in log and "RecursionError" not in log, log
 
@@ -215,7 +216,7 @@ def test_an_unrouted_websocket_path_is_refused_without_a_traceback(web: WebServe
         sock.sendall(upgrade)
         status, _, _ = read_answer(sock)
     assert status == 403
-    time.sleep(0.5)
+    wait_until(lambda: "/no/such/socket" in log_since(web, offset), 10, "the access log line of the refusal")
     log = log_since(web, offset)
     assert "Traceback" not in log and "No route found" not in log, log
 

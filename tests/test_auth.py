@@ -27,14 +27,14 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import AnonRateThrottle
 
-from scanner.models import Scan
+from infra.logs import RedactFilter
+from infra.throttles import RateWindows, WindowThrottle, client_address
+from infra.tokens import ticket_for
 from technic_project.asgi import application
-from technic_project.logs import RedactFilter
-from technic_project.throttles import RateWindows, WindowThrottle, client_address
-from technic_project.tokens import ticket_for
-from tests.accounts import run, user_with_token
-from tests.processes import WebServer
-from tests.test_progress_views import EventStream
+from tests.support.accounts import run, user_with_token
+from tests.support.factories import ScanFactory
+from tests.support.processes import WebServer
+from tests.support.streams import EventStream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
@@ -212,7 +212,7 @@ def test_with_a_ttl_of_zero_tokens_do_not_expire(settings: Any) -> None:
 def test_an_expired_token_opens_no_websocket_or_event_stream(settings: Any) -> None:
     settings.TECHNIC_TOKEN_TTL = 60
     owner, token = user_with_token("owner")
-    scan = Scan.objects.create(owner=owner, config={}, data_provider="demo")
+    scan = ScanFactory.create(owner=owner)
     age(token, 61)
     assert ws_connect(f"/scan/ws/{scan.id}?token={token}") == (False, 4401)
     assert sse_status(f"/scan/sse/{scan.id}?token={token}") == 401
@@ -278,7 +278,7 @@ def ticket(token: str) -> str:
 
 def test_a_ticket_opens_the_users_websocket_and_event_stream() -> None:
     owner, token = user_with_token("owner")
-    scan = Scan.objects.create(owner=owner, config={}, data_provider="demo")
+    scan = ScanFactory.create(owner=owner)
     assert ws_connect(f"/scan/ws/{scan.id}?ticket={ticket(token)}") == (True, None)
     assert sse_status(f"/scan/sse/{scan.id}?ticket={ticket(token)}") == 200
     # Only the user's own scans, as with a token.
@@ -296,7 +296,7 @@ def test_a_session_gets_a_ticket_too() -> None:
 
 def test_an_expired_or_forged_ticket_is_refused_even_with_a_session() -> None:
     owner, _ = user_with_token("owner")
-    scan = Scan.objects.create(owner=owner, config={}, data_provider="demo")
+    scan = ScanFactory.create(owner=owner)
     with mock.patch("django.core.signing.time.time", return_value=time.time() - 61):
         old = ticket_for(owner)
     forged = signing.dumps({"user": owner.pk}, key="not-the-secret-key", salt="technic.progress-ticket")
@@ -319,7 +319,7 @@ def test_a_ticket_does_not_authenticate_the_rest_of_the_api() -> None:
 
 def test_daphnes_access_log_shows_no_token_or_ticket(web_server: WebServer) -> None:
     owner, token = user_with_token("logged")
-    scan = Scan.objects.create(owner=owner, config={}, data_provider="demo")
+    scan = ScanFactory.create(owner=owner)
     fresh, unknown = ticket(token), uuid.uuid4()
     base = f"127.0.0.1:{web_server.port}"
     for path in (f"/scan/sse/{unknown}?token={token}", f"/scan/sse/{unknown}?x=1&ticket={fresh}"):

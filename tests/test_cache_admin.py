@@ -14,13 +14,13 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from cache_admin import api as cache_api
-from cache_admin import store
 from cache_admin.models import CacheAction
-from scanner.engine.types import Bars
+from engine.types import Bars
+from market import cache
 from scanner.models import Scan, ScanResult, ScanSkip
-from tests.accounts import user_with_token
 from tests.api.support import client_for
-from tests.processes import RedisServer
+from tests.support.accounts import user_with_token
+from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.django_db
 
@@ -37,11 +37,11 @@ def some_bars(n: int = 5) -> Bars:
 @pytest.fixture
 def cached(redis_server: RedisServer) -> Iterator[RedisServer]:
     """Three cached symbols and a Celery key that must survive a clear."""
-    store.clear()
-    store.put_bars("ns", AS_OF, 500, {s: some_bars() for s in ("AAA", "BBB", "CCC")})
+    cache.clear()
+    cache.put_bars("ns", AS_OF, 500, {s: some_bars() for s in ("AAA", "BBB", "CCC")})
     redis_server.client().set("celery-task-meta-keep", "{}")
     yield redis_server
-    store.clear()
+    cache.clear()
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def cached_keys(server: RedisServer) -> int:
 
 
 def test_the_cache_page_shows_statistics_and_both_buttons_to_staff(cached: RedisServer) -> None:
-    store.missing("ns", AS_OF, 500, ["AAA", "BBB", "CCC", "DDD"])
+    cache.missing("ns", AS_OF, 500, ["AAA", "BBB", "CCC", "DDD"])
     page = logged_in("operator", is_staff=True).get(PAGE)
     assert page.status_code == 200
     html = page.content.decode()
@@ -192,7 +192,7 @@ def test_warming_through_the_api_queues_a_task_unless_one_is_running(
     operator = client_for(user_with_token("operator", is_staff=True))
     response = operator.post("/api/cache/warm")
     assert response.status_code == 202 and response.json() == {"task_id": "task-1", "status": "queued"}
-    with store.lock("warm:demo-2000", 60), override_settings(TECHNIC_DEMO_SYMBOLS=2000):
+    with cache.lock("warm:demo-2000", 60), override_settings(TECHNIC_DEMO_SYMBOLS=2000):
         busy = operator.post("/api/cache/warm")
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "CACHE_WARM_IN_PROGRESS"
     assert len(queued) == 1

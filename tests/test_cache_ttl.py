@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from cache_admin.stats import badge
-from cache_admin.ttl import (
+from market.stats import badge
+from market.ttl import (
     MARKET_TZ,
     TtlPolicy,
     bars_ttl,

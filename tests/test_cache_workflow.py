@@ -8,32 +8,32 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth.models import User
 
-from cache_admin import store
 from cache_admin.models import CacheAction
 from cache_admin.services import WarmInProgress, cache_warm
 from cache_admin.tasks import warm_cache
+from engine.config import ScanConfig
+from market import cache
+from market.sources import DataSource
 from progress import store as progress
-from scanner.engine.config import ScanConfig
 from scanner.selectors import ranked_rows
 from scanner.services import scan_create
-from scanner.sources import DataSource
-from tests.accounts import user_with_token
 from tests.api.support import client_for
-from tests.processes import RedisServer, Workers, free_port
-from tests.waits import wait_finished, wait_until
+from tests.support.accounts import user_with_token
+from tests.support.processes import RedisServer, Workers, free_port
+from tests.support.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def empty_cache(redis_server: RedisServer) -> Iterator[None]:
-    store.clear()
+    cache.clear()
     yield
-    store.clear()
+    cache.clear()
 
 
 def bars_counters() -> dict[str, int]:
-    return store.counters()["bars"]
+    return cache.counters()["bars"]
 
 
 def test_hits_and_misses_are_counted_per_scan_and_globally_across_two_worker_processes(
@@ -62,10 +62,10 @@ def test_hits_and_misses_are_counted_per_scan_and_globally_across_two_worker_pro
 
 def test_a_finished_scans_results_are_read_through_the_cache(workers: Workers, empty_cache: None) -> None:
     scan = wait_finished(scan_create(owner=None, config=ScanConfig(max_symbols=30)).id)
-    before = store.counters()["results"]
+    before = cache.counters()["results"]
     rows = ranked_rows(scan)
     assert ranked_rows(scan) == rows and len(rows) > 0
-    after = store.counters()["results"]
+    after = cache.counters()["results"]
     assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == (1, 1)
 
 
@@ -110,7 +110,7 @@ def test_the_warmer_caches_the_default_scan_so_its_hit_rate_is_complete(workers:
 
 
 def test_a_second_warmer_does_nothing_while_one_is_running(redis_server: RedisServer) -> None:
-    with store.lock(f"warm:{DataSource('demo').cache_namespace()}", 60):
+    with cache.lock(f"warm:{DataSource('demo').cache_namespace()}", 60):
         with pytest.raises(WarmInProgress):
             cache_warm(source=DataSource("demo"))
         assert warm_cache.run() == {"state": "skipped", "reason": "a warmer is already running for demo"}

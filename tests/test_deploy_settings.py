@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils.crypto import get_random_string
 
 from tests.api.support import pending_scan
-from tests.processes import REPO, RedisServer, WebServer, database_url
+from tests.support.processes import REPO, RedisServer, WebServer, database_url
 
 ORIGIN = "https://technic.example.com"
 PRODUCTION = {
@@ -84,12 +84,19 @@ def test_check_deploy_names_what_is_missing_without_them() -> None:
         ("TECHNIC_STAGE_WEIGHTS", "universe_loading=0.5,data_fetching=0.5", "must name exactly universe_loading"),
         ("TECHNIC_STAGE_WEIGHTS", "universe_loading=1", "must name exactly"),
         ("TECHNIC_CACHE_TTL_RESULTS", "0", "at least 1"),
+        ("TECHNIC_DATA_PROVIDER", "yahoo", "must be one of: demo, parquet, csv, polygon"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_and_says_how_to_write_it(name: str, value: str, says: str) -> None:
     result = manage("check", env={**PRODUCTION, name: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and says in result.stderr and name in result.stderr
+
+
+def test_polygon_without_its_key_stops_the_start() -> None:
+    result = manage("check", env={**PRODUCTION, "TECHNIC_DATA_PROVIDER": "polygon", "POLYGON_API_KEY": ""})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "needs POLYGON_API_KEY" in result.stderr
 
 
 # --- A session POST through an HTTPS proxy -------------------------------------------------

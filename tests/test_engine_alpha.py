@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from scanner.engine.alpha import (
+from engine.alpha import (
     FEATURE_WINDOW,
     AlphaFit,
     AlphaSettings,
@@ -21,14 +21,14 @@ from scanner.engine.alpha import (
     ranking_score,
     train,
 )
-from scanner.engine.alpha.dataset import MIN_CROSS_SECTION, _excess_returns
-from scanner.engine.alpha.evaluation import daily_figures, decile_spread, newey_west_t, rank_ic
-from scanner.engine.alpha.features import feature_series
-from scanner.engine.alpha.model import HORIZONS, _ridge, model_version
-from scanner.engine.config import ScanConfig
-from scanner.engine.panel import build_panel
-from scanner.engine.scan import rank_rows, scan_batch
-from scanner.engine.types import Bars, Instrument
+from engine.alpha.dataset import MIN_CROSS_SECTION, _excess_returns
+from engine.alpha.evaluation import daily_figures, decile_spread, newey_west_t, rank_ic
+from engine.alpha.features import feature_series
+from engine.alpha.model import HORIZONS, _ridge, model_version
+from engine.config import ScanConfig
+from engine.panel import build_panel
+from engine.scan import rank_rows, scan_batch
+from engine.types import Bars, Instrument
 
 CUTOFF = date(2016, 6, 30)
 LAST_DAY = date(2018, 2, 7)

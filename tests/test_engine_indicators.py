@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import talib
 
-from scanner.engine.indicators import (
+from engine.indicators import (
     MIN_HISTORY,
     IndicatorSet,
     adx,
@@ -26,8 +26,8 @@ from scanner.engine.indicators import (
     rsi,
     sma,
 )
-from scanner.engine.panel import Panel, build_panel
-from scanner.engine.types import Bars
+from engine.panel import Panel, build_panel
+from engine.types import Bars
 
 # Late listings and spin-offs (shorter rows) and symbols with internal gaps, next to full histories.
 SHORT_OR_GAPPED = ("GOOG", "DXC", "APTV", "BHF", "BHGE", "DWDP", "DHR", "O")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scanner.engine.plan import trade_plan
+from engine.plan import trade_plan
 
 
 def test_a_long_plan_has_stop_below_entry_below_target_and_the_asked_reward_risk() -> None:

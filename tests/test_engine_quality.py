@@ -7,9 +7,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from scanner.engine.panel import Panel, build_panel
-from scanner.engine.quality import LAST_BAR_VOLUME_RATIO, SIGMA_RETURNS, QualityReport, validate_panel
-from scanner.engine.types import Bars
+from engine.panel import Panel, build_panel
+from engine.quality import LAST_BAR_VOLUME_RATIO, SIGMA_RETURNS, QualityReport, validate_panel
+from engine.types import Bars
 
 # anomalies.csv issue -> (flag code, number of listed rows)
 LISTED = {

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import scanner.engine.scan as scan_module
-from scanner.engine.config import ScanConfig
-from scanner.engine.indicators import MIN_HISTORY
-from scanner.engine.scan import ROW_FIELDS, SKIP_REASONS, scan_batch
-from scanner.engine.types import GICS_SECTORS, Bars, Instrument
+import engine.scan as scan_module
+from engine.config import ScanConfig
+from engine.indicators import MIN_HISTORY
+from engine.scan import ROW_FIELDS, SKIP_REASONS, scan_batch
+from engine.types import GICS_SECTORS, Bars, Instrument
 
 LAST_DAY = date(2018, 2, 7)
 FULL = 1259

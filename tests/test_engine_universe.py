@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.engine.config import ConfigError, ScanConfig
-from scanner.engine.types import GICS_SECTORS, Instrument
-from scanner.engine.universe import select_universe
+from engine.config import ConfigError, ScanConfig
+from engine.types import GICS_SECTORS, Instrument
+from engine.universe import select_universe
 
 UNIVERSE = [
     Instrument(f"{sector[:3].upper()}{n}", f"{sector} {n}", sector) for sector in GICS_SECTORS for n in range(5)

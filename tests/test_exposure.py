@@ -10,9 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from tests.accounts import user_with_token
 from tests.api.support import client_for, finished_scan
-from tests.processes import RedisServer
+from tests.support.accounts import user_with_token
+from tests.support.processes import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

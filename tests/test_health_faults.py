@@ -18,9 +18,9 @@ import pytest
 from django.db import connection
 
 from technic_project import health
-from tests.accounts import user_with_token
-from tests.processes import RedisServer, WebServer, Workers, database_url
-from tests.waits import wait_finished
+from tests.support.accounts import user_with_token
+from tests.support.processes import RedisServer, WebServer, Workers, database_url
+from tests.support.waits import wait_finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from technic_project.logs import JsonFormatter, ScanIdFilter, current_scan
+from infra.logs import JsonFormatter, ScanIdFilter, current_scan
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:

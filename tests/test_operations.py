@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
-from scanner.engine.config import ScanConfig
+from engine.config import ScanConfig
 from scanner.services import scan_create
 from technic_project import health
 from technic_project.celery import app
-from tests.processes import REPO, RedisServer, Workers, free_port, stop_group
-from tests.waits import wait_finished, wait_until
+from tests.support.processes import REPO, RedisServer, Workers, free_port, stop_group
+from tests.support.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -13,14 +13,14 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.test.utils import override_settings
 
-from cache_admin import store
-from scanner.engine.config import ScanConfig
+from engine.config import ScanConfig
+from market import cache
+from market.sources import DataSource, provider_for
 from scanner.services import scan_create
-from scanner.sources import DataSource, provider_for
 from tests.api.support import client_for
-from tests.fake_polygon import API_KEY, FakePolygon, server_error
-from tests.processes import RedisServer, Workers
-from tests.waits import wait_finished
+from tests.support.fake_polygon import API_KEY, FakePolygon, server_error
+from tests.support.processes import RedisServer, Workers
+from tests.support.waits import wait_finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -88,7 +88,7 @@ def polygon_here(fake: FakePolygon, market_dir: Path, redis_server: RedisServer)
     with override_settings(**overrides):
         source = DataSource.from_settings()
         client.delete("technic:breaker:polygon", "technic:breaker:polygon:probe")
-        store.clear()
+        cache.clear()
         provider_for(source).calendar()  # this process's one calendar request, before the log starts
         fake.reset()
         yield source

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from progress import push, store
 from scanner.models import Scan, ScanSkip
-from tests.processes import RedisServer
+from tests.support.processes import RedisServer
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from datetime import date
 import numpy as np
 import pytest
 
-from scanner.engine.panel import build_panel
-from scanner.engine.quality import validate_panel
-from scanner.engine.types import GICS_SECTORS, Bars
-from scanner.providers import DEMO_DEFECTS, DemoProvider, MarketDataProvider
+from engine.panel import build_panel
+from engine.quality import validate_panel
+from engine.types import GICS_SECTORS, Bars
+from market.providers import DEMO_DEFECTS, DemoProvider, MarketDataProvider
 
 LAST = date(2024, 12, 31)
 FIELDS = ("dates", "open", "high", "low", "close", "volume")

@@ -12,8 +12,8 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.engine.types import Bars, Instrument
-from scanner.providers import (
+from engine.types import Bars, Instrument
+from market.providers import (
     DataProviderError,
     DataSourceError,
     DemoProvider,

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scanner.engine.types import Bars, Instrument
-from scanner.providers import ProviderAuthError, get_provider
-from scanner.providers.polygon import PolygonConfig, PolygonProvider
-from scanner.providers.resilience import (
+from engine.types import Bars, Instrument
+from market.providers import ProviderAuthError, get_provider
+from market.providers.polygon import PolygonConfig, PolygonProvider
+from market.providers.resilience import (
     CircuitOpenError,
     RequestBudgetExceeded,
     RequestFailed,
@@ -31,9 +31,9 @@ from scanner.providers.resilience import (
     parse_retry_after,
     request_scope,
 )
-from scanner.providers.sic import UNKNOWN_SECTOR, gics_sector
-from scanner.providers.state_stores import RedisStateStore
-from tests.fake_polygon import (
+from market.providers.sic import UNKNOWN_SECTOR, gics_sector
+from market.providers.state_stores import RedisStateStore
+from tests.support.fake_polygon import (
     API_KEY,
     SIC_OF_SECTOR,
     FakePolygon,
@@ -42,7 +42,7 @@ from tests.fake_polygon import (
     rate_limited,
     server_error,
 )
-from tests.processes import REPO, RedisServer
+from tests.support.processes import REPO, RedisServer
 
 AS_OF = date(2018, 1, 31)
 LOOKBACK = 300
@@ -273,8 +273,8 @@ def test_a_symbol_that_keeps_failing_is_reported_with_its_error_and_the_rest_is_
 
 
 def test_an_in_process_scan_skips_a_symbol_whose_fetch_failed_with_the_error(polygon: Any, fake: FakePolygon) -> None:
+    from engine.config import ScanConfig
     from progress.tracker import ProgressTracker
-    from scanner.engine.config import ScanConfig
     from scanner.runner import run_scan
 
     provider = polygon(max_retries=1)
@@ -298,7 +298,7 @@ def test_a_server_that_never_answers_times_out(polygon: Any, fake: FakePolygon) 
 
 
 def test_an_unreachable_server_fails_at_connect(polygon: Any, fake: FakePolygon) -> None:
-    from tests.processes import free_port
+    from tests.support.processes import free_port
 
     provider = polygon(base_url=f"http://127.0.0.1:{free_port()}", max_retries=1)
     with pytest.raises(RequestFailed, match=r"cannot connect to http://127\.0\.0\.1"):
@@ -373,9 +373,9 @@ import sys
 from datetime import date
 from pathlib import Path
 import redis
-from scanner.providers.polygon import PolygonConfig, PolygonProvider
-from scanner.providers.resilience import CircuitOpenError, Resilience, RetryPolicy
-from scanner.providers.state_stores import RedisStateStore
+from market.providers.polygon import PolygonConfig, PolygonProvider
+from market.providers.resilience import CircuitOpenError, Resilience, RetryPolicy
+from market.providers.state_stores import RedisStateStore
 
 url, redis_url, prefix = sys.argv[1:4]
 store = RedisStateStore(redis.Redis.from_url(redis_url), prefix, "polygon")

@@ -17,22 +17,20 @@ from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
 from scanner.retention import retention_cutoff, scan_purge
 from scanner.tasks import purge_finished_scans
 from technic_project.celery import app
-from tests.processes import Workers
+from tests.support.factories import ScanFactory, ScanResultFactory, ScanSkipFactory
+from tests.support.processes import Workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def aged_scan(status: str, days: float, finished: bool = True, rows: int = 3) -> Scan:
     """A scan created ``days`` ago (and finished then, for a terminal one), with result rows and a skip."""
-    scan = Scan.objects.create(config={}, data_provider="demo", status=status)
+    scan = ScanFactory.create(status=status)
     then = timezone.now() - timedelta(days=days)
     ended = then if finished and status in TERMINAL_STATUSES else None
     Scan.objects.filter(pk=scan.pk).update(created_at=then - timedelta(minutes=5), finished_at=ended)
-    ScanResult.objects.bulk_create(
-        ScanResult(scan=scan, symbol=f"S{i}", sector="Energy", tech_rating=50.0, signal="hold", row={})
-        for i in range(rows)
-    )
-    ScanSkip.objects.create(scan=scan, symbol="ZZZZ", reason="no_data", detail="no bars")
+    ScanResultFactory.create_batch(rows, scan=scan)
+    ScanSkipFactory.create(scan=scan)
     return scan
 
 

@@ -5,28 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from scanner.engine.scan import ROW_FIELDS
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "DJANGO_SECRET_KEY": "test", "DJANGO_DEBUG": "false", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "manage.py", "scan", *args],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from engine.scan import ROW_FIELDS
+from tests.support.processes import manage
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from technic_project.throttles import RateWindows, ScopeThrottle, WindowThrottle
-from tests.accounts import user_with_token
-from tests.processes import WebServer
+from infra.throttles import RateWindows, ScopeThrottle, WindowThrottle
+from tests.support.accounts import user_with_token
+from tests.support.processes import WebServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

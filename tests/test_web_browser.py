@@ -15,13 +15,19 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
 from progress.tracker import STAGES
-from tests.browser import launch, low_contrast, screenshot, unlabelled_controls
 from tests.conftest import INTEGRATION_DEMO_SYMBOLS
-from tests.processes import RedisServer, WebServer, Workers, database_url
+from tests.support.browser import (
+    PASSWORD,
+    logged_in,
+    low_contrast,
+    result_count,
+    screenshot,
+    unlabelled_controls,
+)
+from tests.support.processes import RedisServer, WebServer, Workers, database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "a-long-test-password"
 # Small batches: a scan of the whole demo market (400 tasks a stage) then lasts long enough to
 # reload and cancel it, and a scan of a few symbols still spreads over several tasks.
 BATCH_SIZE = 5
@@ -56,36 +62,9 @@ def site(
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    """Headless chromium. Playwright's sync API keeps an event loop running in this thread, which
-    Django takes for async code; the test's own ORM calls are plain synchronous ones."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        playwright, browser = launch()
-        yield browser
-        browser.close()
-        playwright.stop()
-
-
 @pytest.fixture
 def analyst() -> User:
     return User.objects.create_user(f"analyst-{time.monotonic_ns()}", password=PASSWORD)
-
-
-def logged_in(chromium: Browser, site: WebServer, analyst: User, width: int = 1280, height: int = 900) -> Page:
-    """A new browser page, logged in through the login form, on the scan form."""
-    context = chromium.new_context(base_url=site.url, viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
-    assert unlabelled_controls(page) == []
-    page.get_by_label("User name").fill(analyst.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="New scan")).to_be_visible()
-    return page
 
 
 @pytest.fixture
@@ -97,10 +76,6 @@ def page(chromium: Browser, site: WebServer, analyst: User) -> Iterator[Page]:
 
 def overall(page: Page) -> float:
     return float(page.locator("#overall-pct").inner_text().rstrip("%"))
-
-
-def result_count(page: Page) -> int:
-    return page.locator("#results-table tbody tr").count()
 
 
 def tab_to(page: Page, element_id: str, limit: int = 40) -> int:

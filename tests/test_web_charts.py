@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from scanner.engine.config import ScanConfig
-from scanner.engine.scan import scan_batch
-from scanner.engine.types import Bars
-from scanner.providers import DemoProvider
+from engine.config import ScanConfig
+from engine.scan import scan_batch
+from engine.types import Bars
+from market.providers import DemoProvider
 from web.charts import CHART_BARS, SERIES_FIELDS, chart_series
 
 ROW_VALUES = ("sma_20", "sma_50", "sma_200", "bb_upper", "bb_middle", "bb_lower", "rsi_14", "macd", "macd_signal")

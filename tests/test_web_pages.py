@@ -14,11 +14,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from scanner.engine.types import GICS_SECTORS
+from engine.types import GICS_SECTORS
+from market.providers import DataProviderError
+from market.sources import DataSource, provider_for
 from scanner.models import Scan, ScanResult, ScanStatus
-from scanner.providers import DataProviderError
-from scanner.sources import DataSource, provider_for
-from tests.accounts import user_with_token
+from tests.support.accounts import user_with_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("redis_server")]
 

@@ -11,13 +11,13 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, expect
 
+from engine.config import ScanConfig
+from market.sources import DataSource, provider_for
 from progress.tracker import ProgressTracker
-from scanner.engine.config import ScanConfig
 from scanner.runner import run_scan
-from scanner.sources import DataSource, provider_for
 from tests.api.support import finished_scan
-from tests.processes import RedisServer, WebServer, database_url
-from tests.test_web_browser import PASSWORD, chromium, logged_in, result_count
+from tests.support.browser import PASSWORD, chromium, logged_in, result_count
+from tests.support.processes import RedisServer, WebServer, database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -14,20 +14,20 @@ import pytest
 from django.db import connection
 from django.test.utils import override_settings
 
+from engine.config import ScanConfig
+from engine.universe import select_universe
+from market.sources import DataSource, provider_for
 from progress import store
 from progress.tracker import ProgressTracker
 from scanner import services, tasks
-from scanner.engine.config import ScanConfig
-from scanner.engine.universe import select_universe
 from scanner.lifecycle import batch_instruments
 from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.runner import run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
-from scanner.sources import DataSource, provider_for
-from tests.processes import REPO, RedisServer, Workers, database_url
-from tests.waits import wait_finished, wait_until
-from tests.worker_app import CRASH_KEY, app
+from tests.support.processes import REPO, RedisServer, Workers, database_url
+from tests.support.waits import wait_finished, wait_until
+from tests.support.worker_app import CRASH_KEY, app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -95,7 +95,7 @@ def test_killing_a_worker_process_mid_scan_loses_no_symbol_and_duplicates_none(w
 
 
 def _attempt_keys(scan: Scan) -> dict[str, int]:
-    from technic_project.redis_client import main_redis
+    from infra.redis_client import main_redis
 
     client = main_redis()
     return {str(k): int(client.get(k) or 0) for k in client.scan_iter(f"technic:scan:{scan.id}:batch:*:attempts")}
@@ -296,7 +296,7 @@ def test_the_scan_command_says_so_when_no_worker_listens(redis_server: RedisServ
 
 
 def test_the_scan_command_says_so_when_the_broker_is_unreachable() -> None:
-    from tests.processes import free_port
+    from tests.support.processes import free_port
 
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     proc = subprocess.run(

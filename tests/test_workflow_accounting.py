@@ -18,18 +18,18 @@ import pyarrow.parquet as pq
 import pytest
 from django.utils import timezone
 
+from engine.config import ScanConfig
+from market.sources import DataSource
 from progress import store
 from progress.tracker import STAGES
 from scanner import lifecycle, services, tasks
-from scanner.engine.config import ScanConfig
 from scanner.lifecycle import batch_instruments
 from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.services import scan_cancel, scan_create
-from scanner.sources import DataSource
 from scanner.workflow import build_workflow
-from tests.processes import RedisServer, Workers, scan_env, start_scan_from
-from tests.waits import wait_finished, wait_until
-from tests.worker_app import app
+from tests.support.processes import RedisServer, Workers, scan_env, start_scan_from
+from tests.support.waits import wait_finished, wait_until
+from tests.support.worker_app import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -17,8 +17,8 @@ from django.test.utils import override_settings
 
 from progress import store
 from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
-from tests.processes import REPO, Beat, RedisServer, Workers, scan_env, start_scan_from
-from tests.waits import wait_until
+from tests.support.processes import REPO, Beat, RedisServer, Workers, scan_env, start_scan_from
+from tests.support.waits import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

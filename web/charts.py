@@ -12,8 +12,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from scanner.engine import indicators
-from scanner.engine.types import Bars
+from engine import indicators
+from engine.types import Bars
 
 CHART_BARS = 250
 PLAN_FIELDS = ("entry", "stop", "target")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cache_admin import store as cache
-from scanner.engine.config import ScanConfig
+from engine.config import ScanConfig
+from market import cache
+from market.sources import DataSource, instruments_for, provider_for
 from scanner.lifecycle import config_of, source_of
 from scanner.models import Scan
 from scanner.selectors import finished_scans
-from scanner.sources import DataSource, instruments_for, provider_for
 from web.charts import ChartSeries, chart_series
 
 
@@ -43,10 +43,7 @@ def symbol_chart(scan: Scan, symbol: str) -> ChartSeries | None:
     if result is None or scan.as_of is None:
         return None
     lookback, source = config_of(scan).lookback_days, source_of(scan)
-    try:
-        bars = cache.get_bars(source.cache_namespace(), scan.as_of, lookback, [symbol])[0].get(symbol)
-    except cache.CacheUnavailable:
-        bars = None
+    bars = cache.read_bars(source.cache_namespace(), scan.as_of, lookback, [symbol])[0].get(symbol)
     if bars is None:  # not cached (or the cache is down): ask the provider
         bars = provider_for(source).bars([symbol], scan.as_of, lookback).get(symbol)
     if bars is None:

@@ -21,15 +21,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from infra.errors import ApiError, scan_not_found
+from infra.openapi import error_response
+from market.providers import DataProviderError
+from market.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from progress.tracker import STAGES
 from scanner.api.serializers import scan_links
 from scanner.api.views import NOT_AUTHENTICATED, THROTTLED
 from scanner.models import Scan
-from scanner.providers import DataProviderError
-from scanner.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.selectors import finished_scans, scan_diff, scan_summary, user_scan
-from technic_project.errors import ApiError, scan_not_found
-from technic_project.openapi import error_response
 from web.selectors import form_choices, previous_scan, symbol_chart
 from web.serializers import ChartSerializer
 
@@ -46,7 +46,7 @@ View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 def page(view: View) -> View:
     """Marks ``view`` as a page people read: its error answers (404, 403, 503) stay HTML pages
-    instead of becoming the API's JSON error body (see ``technic_project.middleware``)."""
+    instead of becoming the API's JSON error body (see ``infra.middleware``)."""
     view.html_errors = True  # type: ignore[attr-defined]
     return view
 

@@ -18,12 +18,12 @@ from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
+from engine.config import RANGES, ConfigError, ScanConfig
+from engine.scan import INDICATOR_FIELDS
+from infra.errors import ApiError
+from market.providers.base import ERROR_SUGGESTIONS
 from progress.tracker import STAGES
-from scanner.engine.config import RANGES, ConfigError, ScanConfig
-from scanner.engine.scan import INDICATOR_FIELDS
 from scanner.models import ScanStatus, SkipReason
-from scanner.providers.base import ERROR_SUGGESTIONS
-from technic_project.errors import ApiError
 
 SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,14}")
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
@@ -232,7 +232,7 @@ def safe_repr(value: Any) -> str:
 def scan_links(scan_id: Any) -> dict[str, str]:
     return {
         "progress_url": reverse("scan-progress", args=[scan_id]),
-        "websocket_url": f"/scan/ws/{scan_id}",  # a Channels route (progress/routing.py): no reverse()
+        "websocket_url": f"/scan/ws/{scan_id}",  # a Channels route (live/routing.py): no reverse()
         "sse_url": reverse("scan-sse", args=[scan_id]),
         "results_url": reverse("scan-results", args=[scan_id]),
     }

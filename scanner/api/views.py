@@ -1,6 +1,6 @@
 """The scan endpoints of PRODUCT.md: start (also the legacy ``GET /scan``), results, cancel,
 active, history and diff. Every path with a scan id answers 404 ``SCAN_NOT_FOUND`` unless the
-scan is the caller's. Errors use the API's one shape (``technic_project.errors``).
+scan is the caller's. Errors use the API's one shape (``infra.errors``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from rest_framework.response import Response
 from rest_framework.settings import APISettings
 from rest_framework.views import APIView
 
+from engine.config import ConfigError, ScanConfig
+from infra.errors import ApiError, scan_not_found
+from infra.openapi import error_response
+from infra.throttles import ScopeThrottle
+from market.providers import DataProviderError
+from market.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.api.serializers import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -41,10 +47,7 @@ from scanner.api.serializers import (
     validated,
 )
 from scanner.csv_export import stream_csv
-from scanner.engine.config import ConfigError, ScanConfig
 from scanner.models import Scan
-from scanner.providers import DataProviderError
-from scanner.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.selectors import (
     active_scans,
     finished_scans,
@@ -55,9 +58,6 @@ from scanner.selectors import (
     user_scan,
 )
 from scanner.services import ScanNotCancellable, TooManyActiveScans, scan_cancel, scan_create, scan_wait
-from technic_project.errors import ApiError, scan_not_found
-from technic_project.openapi import error_response
-from technic_project.throttles import ScopeThrottle
 
 ACTIVE_RETRY_AFTER_SECONDS = 5
 LEGACY_PARAMS = ("max_symbols", "sectors")

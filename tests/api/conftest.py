@@ -9,12 +9,12 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from engine.config import ScanConfig
+from infra.throttles import RateWindows, WindowThrottle
+from market.sources import DataSource, provider_for
 from progress.tracker import ProgressTracker
 from scanner import services
-from scanner.engine.config import ScanConfig
 from scanner.runner import run_scan
-from scanner.sources import DataSource, provider_for
-from technic_project.throttles import RateWindows, WindowThrottle
 from tests.api.support import client_for
 
 

@@ -4,24 +4,21 @@ envelope and the OpenAPI schema the views declare."""
 from __future__ import annotations
 
 import functools
-from datetime import date
 from typing import Any
 
 import jsonschema
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
-from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.settings import patched_settings
 from rest_framework.test import APIClient
 
-from scanner.engine import ENGINE_VERSION
-from scanner.engine.config import ScanConfig
-from scanner.models import Scan, ScanResult, ScanSkip
-from scanner.sources import DataSource, provider_for
+from engine import ENGINE_VERSION
+from market.sources import DataSource, provider_for
+from scanner.models import Scan
+from tests.support.factories import ScanFactory, ScanResultFactory, ScanSkipFactory
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
-DEMO_AS_OF = date(2024, 12, 31)
 
 
 def client_for(user_and_token: tuple[User, str]) -> APIClient:
@@ -31,28 +28,21 @@ def client_for(user_and_token: tuple[User, str]) -> APIClient:
 
 
 def finished_scan(owner: User | None, rows: list[dict[str, Any]], status: str = "completed", **fields: Any) -> Scan:
-    scan = Scan.objects.create(
+    scan = ScanFactory.create(
+        finished=True,
         owner=owner,
-        config=ScanConfig().as_dict(),
-        data_provider="demo",
-        synthetic=True,
         status=status,
-        as_of=DEMO_AS_OF,
-        started_at=timezone.now(),
-        finished_at=timezone.now(),
         metrics={"engine_version": ENGINE_VERSION, "results": len(rows), "skipped": 1},
         **fields,
     )
-    ScanResult.objects.bulk_create(
-        ScanResult(scan=scan, symbol=r["symbol"], sector=r["sector"], tech_rating=r["tech_rating"], signal="", row=r)
-        for r in rows
-    )
-    ScanSkip.objects.create(scan=scan, symbol="ZZZZ", reason="no_data", detail="no bars")
+    for r in rows:
+        ScanResultFactory.create(scan=scan, symbol=r["symbol"], row=r)
+    ScanSkipFactory.create(scan=scan, symbol="ZZZZ")
     return scan
 
 
 def pending_scan(owner: User | None, status: str = "pending") -> Scan:
-    return Scan.objects.create(owner=owner, config=ScanConfig().as_dict(), data_provider="demo", status=status)
+    return ScanFactory.create(owner=owner, status=status)
 
 
 def error_of(response: Any, status: int) -> dict[str, Any]:

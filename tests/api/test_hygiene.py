@@ -18,15 +18,15 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from progress.consumers import CLOSE_NOT_FOUND
+from engine.scan import ROW_FIELDS
+from infra.parsers import nesting_depth
+from live.consumers import CLOSE_NOT_FOUND
 from scanner.csv_export import csv_cell
-from scanner.engine.scan import ROW_FIELDS
 from scanner.models import Scan
 from technic_project.asgi import application
-from technic_project.parsers import nesting_depth
-from tests.accounts import run, user_with_token
 from tests.api.support import assert_documented, client_for, finished_scan, streamed_text
-from tests.test_scan_command import manage
+from tests.support.accounts import run, user_with_token
+from tests.support.processes import manage
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

@@ -13,14 +13,12 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from engine import ENGINE_VERSION
+from engine.config import ScanConfig
+from engine.scan import ROW_FIELDS
 from progress import store
-from scanner.engine import ENGINE_VERSION
-from scanner.engine.config import ScanConfig
-from scanner.engine.scan import ROW_FIELDS
 from scanner.models import Scan
-from tests.accounts import user_with_token
 from tests.api.support import (
-    DEMO_AS_OF,
     UNKNOWN_ID,
     assert_documented,
     client_for,
@@ -29,6 +27,8 @@ from tests.api.support import (
     pending_scan,
     streamed_text,
 )
+from tests.support.accounts import user_with_token
+from tests.support.factories import DEMO_AS_OF
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

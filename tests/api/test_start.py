@@ -11,18 +11,18 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
+from engine.config import ScanConfig
 from scanner import services
-from scanner.engine.config import ScanConfig
 from scanner.models import Scan
-from tests.accounts import user_with_token
 from tests.api.support import (
-    DEMO_AS_OF,
     assert_documented,
     demo_symbols,
     error_of,
     finished_scan,
     pending_scan,
 )
+from tests.support.accounts import user_with_token
+from tests.support.factories import DEMO_AS_OF
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

@@ -13,8 +13,8 @@ from tests.api.support import (
     assert_documented,
     streamed_text,
 )
-from tests.processes import Workers
-from tests.waits import wait_finished, wait_until
+from tests.support.processes import Workers
+from tests.support.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 

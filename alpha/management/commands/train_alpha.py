@@ -12,11 +12,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from alpha.models import AlphaModel
 from alpha.services import alpha_train, trained_alpha
-from scanner.engine.alpha import AlphaDataError, AlphaTrainingError
-from scanner.engine.config import ConfigError
-from scanner.management.commands.scan import iso_date
-from scanner.providers import DataProviderError
-from scanner.sources import DataSource
+from engine.alpha import AlphaDataError, AlphaTrainingError
+from engine.config import ConfigError
+from infra.cli import iso_date
+from market.providers import PROVIDER_NAMES, DataProviderError
+from market.sources import DataSource
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--provider", choices=("demo", "parquet", "csv", "polygon"), help="market data provider")
+        parser.add_argument("--provider", choices=PROVIDER_NAMES, help="market data provider")
         parser.add_argument("--data", type=Path, help="bars file or folder (parquet/csv providers)")
         parser.add_argument("--universe-file", type=Path, help="symbol,name,sector CSV")
         parser.add_argument(

@@ -9,24 +9,26 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
+from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from alpha.services import alpha_select, trained_alpha
+from engine.alpha import TrainedAlpha
+from engine.config import ConfigError, ScanConfig
+from infra.cli import iso_date
+from market.providers import PROVIDER_NAMES, DataProviderError
+from market.sources import DataSource, provider_for
 from progress.store import stage_weights
 from progress.tracker import ProgressTracker
 from scanner.csv_export import render_csv
-from scanner.engine.alpha import TrainedAlpha
-from scanner.engine.config import ConfigError, ScanConfig
 from scanner.follow import follow_scan
 from scanner.models import ScanStatus
-from scanner.providers import DataProviderError
 from scanner.runner import ScanReport, run_scan
 from scanner.selectors import scan_report
 from scanner.services import scan_cancel, scan_create
-from scanner.sources import DataSource, provider_for
 from scanner.steps import load_universe
 from scanner.terminal import LiveDisplay, render_table
 
@@ -36,13 +38,6 @@ def _csv_list(value: str) -> tuple[str, ...]:
     if not items:
         raise ArgumentTypeError("expected a comma-separated list")
     return items
-
-
-def iso_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as err:
-        raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from err
 
 
 class Command(BaseCommand):
@@ -59,7 +54,7 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--provider", choices=("demo", "parquet", "csv", "polygon"), help="market data provider")
+        parser.add_argument("--provider", choices=PROVIDER_NAMES, help="market data provider")
         parser.add_argument("--data", type=Path, help="bars file or folder (parquet/csv providers)")
         parser.add_argument("--universe-file", type=Path, help="symbol,name,sector CSV")
         parser.add_argument("--symbols", type=_csv_list, default=(), help="comma-separated symbols")
@@ -132,10 +127,8 @@ class Command(BaseCommand):
         return trained_alpha(model) if model is not None else None
 
     def _via_celery(self, config: ScanConfig, source: DataSource, display: LiveDisplay) -> ScanReport:
-        from technic_project.celery import app
-
         try:
-            replies = app.control.ping(timeout=1.0)
+            replies = current_app.control.ping(timeout=1.0)
         except (OSError, KombuOperationalError) as err:
             raise CommandError(f"cannot reach the broker at {settings.REDIS_URL}: {err}") from err
         if not replies:
