@@ -106,7 +106,8 @@ def test_the_leases_of_a_process_that_died_lapse(settings: Any) -> None:
     assert connections.live_acquire(7) and connections.live_acquire(7)
     assert connections.live_acquire(7) is None
     client, key = main_redis(), connections._key(7)
-    client.zadd(key, dict.fromkeys(client.zrange(key, 0, -1), time.time() - 1))  # nobody renewed them
+    leases: list[bytes] = client.zrange(key, 0, -1)  # type: ignore[assignment]
+    client.zadd(key, dict.fromkeys(leases, time.time() - 1))  # nobody renewed them
     assert connections.live_acquire(7) is not None
     assert connections.live_count(7) == 1
 
@@ -119,7 +120,8 @@ def test_a_renewed_lease_stays_counted(settings: Any) -> None:
     client.zadd(key, {lease.id: time.time() - 1})  # it would have lapsed
     connections.live_renew(lease)
     assert connections.live_acquire(8) is None
-    assert client.zscore(key, lease.id) > time.time() + connections.LEASE_SECONDS - 5
+    expires = client.zscore(key, lease.id)
+    assert expires is not None and expires > time.time() + connections.LEASE_SECONDS - 5
     connections.live_release(lease)
     assert connections.live_acquire(8) is not None
 
