@@ -21,6 +21,9 @@ from tests.support.processes import RedisServer, WebServer, Workers, database_ur
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Fixtures shared from helper modules (the browser's ``chromium``).
+pytest_plugins = ["tests.support.browser"]
+
 
 def _market_dir() -> Path:
     path = Path(os.environ.get("TECHNIC_MARKET_DATA", REPO.parent / "shared" / "data" / "market"))

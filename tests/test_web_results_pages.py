@@ -16,14 +16,13 @@ from market.sources import DataSource, provider_for
 from progress.tracker import ProgressTracker
 from scanner.runner import run_scan
 from tests.api.support import finished_scan
-from tests.support.browser import PASSWORD, chromium, logged_in, result_count
+from tests.support.browser import PASSWORD, logged_in, result_count
 from tests.support.processes import RedisServer, WebServer, database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PAGE_SIZE = 7
 ROWS = 25
-__all__ = ["chromium"]  # the fixture, used by name
 
 
 @pytest.fixture(scope="module")
