@@ -23,9 +23,10 @@ from engine.config import ConfigError
 from engine.types import Instrument
 from infra.redis_client import main_redis
 from market import cache
-from market.providers import MarketDataProvider, PolygonConfig, PolygonProvider, get_provider
+from market.providers import DataProviderError, MarketDataProvider, PolygonConfig, PolygonProvider, get_provider
 from market.providers.resilience import Resilience, RetryPolicy, request_scope
 from market.providers.state_stores import RedisStateStore
+from market.store import StoredProvider
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,25 @@ class DataSource:
 
 
 def provider_for(source: DataSource) -> MarketDataProvider:
-    """The process-wide provider for ``source`` (raises DataProviderError if unusable)."""
+    """The process-wide provider for ``source`` (raises DataProviderError if unusable): a remote
+    one is served through the market data store (``market.store``)."""
     if source.provider == "polygon":
-        return _polygon(source, polygon_config(), _resilience_settings(), settings.REDIS_URL)
+        return _stored(source, polygon_config(), _resilience_settings(), settings.REDIS_URL)
     return _provider(source, settings.TECHNIC_DEMO_SYMBOLS)
+
+
+def stored_provider(source: DataSource) -> StoredProvider:
+    """The store-backed provider of a remote ``source``; raises DataProviderError for a local one
+    (files and demo read their own data and keep no store)."""
+    provider = provider_for(source)
+    if not isinstance(provider, StoredProvider):
+        raise DataProviderError(f"the {source.provider} provider reads local data and keeps no market data store")
+    return provider
+
+
+@functools.cache
+def _stored(source: DataSource, config: PolygonConfig, knobs: tuple[Any, ...], redis_url: str) -> StoredProvider:
+    return StoredProvider(_polygon(source, config, knobs, redis_url), f"polygon:{config.base_url.rstrip('/')}")
 
 
 def polygon_config() -> PolygonConfig:
@@ -138,7 +154,7 @@ def provider_calls(source: DataSource, scan_id: Any = None, total_symbols: int |
     breaker's state; ``{"circuit_breaker": "not_applicable"}`` for local providers."""
     if source.provider != "polygon":
         return {"circuit_breaker": "not_applicable"}
-    provider = provider_for(source)
+    provider = stored_provider(source).remote
     assert isinstance(provider, PolygonProvider)
     counts = provider.resilience.ledger.counts(None if scan_id is None else str(scan_id))
     calls: dict[str, Any] = {field: counts.get(field, 0) for field in ("requests", "retried", "throttled", "failed")}
@@ -162,8 +178,9 @@ def _provider(source: DataSource, demo_symbols: int) -> MarketDataProvider:
 
 
 def resolve_as_of(provider: MarketDataProvider, requested: date | None) -> date:
-    """The scan date: the provider's last market date by default; outside the data is an error."""
-    first, last = provider.date_range()
+    """The scan date: the provider's last market date by default; outside the data is an error
+    (a stored provider reads its calendar again for a day past its last one)."""
+    first, last = provider.date_range(requested) if isinstance(provider, StoredProvider) else provider.date_range()
     if requested is None:
         return last
     if not first <= requested <= last:

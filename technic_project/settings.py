@@ -240,6 +240,11 @@ def _env_float(name: str, default: float, minimum: float) -> float:
     return value
 
 
+# The market data store of remote providers (docs/marketdata.md): the calendar is read again at
+# most this often (seconds) per source; beat tops the store up at this New York time on trading days.
+TECHNIC_MARKETDATA_CALENDAR_INTERVAL = env_int("TECHNIC_MARKETDATA_CALENDAR_INTERVAL", 60, minimum=0)
+TECHNIC_MARKETDATA_UPDATE_AT = env_str("TECHNIC_MARKETDATA_UPDATE_AT", "20:30").strip()
+
 # The polygon provider (docs/polygon.md): key, endpoint, timeouts (s), retries with backoff,
 # a rate limit shared by every worker (requests/s, 0 = none), the circuit breaker and each
 # scan's request budget (this many requests per symbol, plus 20).

@@ -9,6 +9,7 @@ Redis, so the engine, the workers and the benchmarks can all use them directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Protocol, runtime_checkable
 
@@ -35,6 +36,15 @@ class ProviderUnavailable(DataProviderError):
 
 class ProviderAuthError(DataProviderError):
     """A remote provider rejected the API key (HTTP 401/403). Never retried: it cannot heal."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A stock split: from ``execution_date`` on, one share is ``ratio`` shares (4-for-1: 4.0)."""
+
+    symbol: str
+    execution_date: date
+    ratio: float
 
 
 def provider_error_code(err: DataProviderError) -> str:

@@ -42,7 +42,14 @@ import numpy as np
 import urllib3
 
 from engine.types import Bars, Instrument
-from market.providers.base import DataProviderError, ProviderAuthError, calendar_range, check_lookback, window_copy
+from market.providers.base import (
+    DataProviderError,
+    ProviderAuthError,
+    Split,
+    calendar_range,
+    check_lookback,
+    window_copy,
+)
 from market.providers.files import _read_universe as read_universe_file
 from market.providers.resilience import RequestFailed, Resilience, parse_retry_after
 from market.providers.sic import gics_sector
@@ -192,7 +199,7 @@ class PolygonProvider:
         new day appears without restarting the workers)."""
         with self._lock:
             if self._calendar is None or time.monotonic() - self._calendar[0] > CALENDAR_TTL_SECONDS:
-                self._calendar = (time.monotonic(), self._read_calendar())
+                self._calendar = (time.monotonic(), self.read_calendar())
             return self._calendar[1]
 
     def date_range(self) -> tuple[date, date]:
@@ -239,6 +246,52 @@ class PolygonProvider:
         counts = self.plan(n_symbols, n_days)
         return "grouped" if 2 * counts["grouped"] <= counts["per_ticker"] else "per_ticker"
 
+    # --- what the market data store asks (market.store.Remote) -------------------------------
+
+    grouped_weight = 2
+    """A grouped-daily request counts as two per-ticker ones when planning (see ``choose``)."""
+
+    def fetch_ranges(self, symbols: Sequence[str], first: date, last: date) -> tuple[dict[str, Bars], dict[str, str]]:
+        """Each symbol's bars from ``first`` to ``last`` (one per-ticker request each; a symbol
+        without bars there is absent) and ``{symbol: error}`` for those whose request gave up."""
+        return self._each(list(dict.fromkeys(symbols)), lambda s: self._range_bars(s, first, last))
+
+    def fetch_days(self, days: Sequence[date]) -> tuple[dict[date, dict[str, Bars]], dict[date, str]]:
+        """Every ticker's bar of each market day (one grouped-daily request each), as one-bar
+        Bars per symbol, and ``{day: error}`` for the days that failed."""
+        got: dict[date, dict[str, Bars]] = {}
+
+        def one_day(day: str) -> None:
+            by_symbol: dict[str, Bars] = {}
+            for row in self._grouped_day(day):
+                try:
+                    by_symbol[str(row["T"])] = _bars_of([row], f"{row.get('T')} grouped daily of {day}")
+                except (RequestFailed, KeyError) as err:
+                    logger.warning("polygon: %s", err)
+            got[date.fromisoformat(day)] = by_symbol
+
+        _, failed = self._each([d.isoformat() for d in days], one_day)
+        return got, {date.fromisoformat(d): error for d, error in failed.items()}
+
+    def splits(self, after: date, through: date) -> list[Split]:
+        """Splits executed after ``after`` up to ``through``, from ``/v3/reference/splits``."""
+        params = {
+            "execution_date.gt": after.isoformat(),
+            "execution_date.lte": through.isoformat(),
+            "limit": "1000",
+            "order": "asc",
+            "sort": "execution_date",
+        }
+        out: list[Split] = []
+        for page in self.client.pages("/v3/reference/splits", params):
+            for row in page.get("results") or []:
+                try:
+                    ratio = float(row["split_to"]) / float(row["split_from"])
+                    out.append(Split(str(row["ticker"]), date.fromisoformat(str(row["execution_date"])), ratio))
+                except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+                    raise RequestFailed(f"/v3/reference/splits: malformed split {row!r} ({err})") from err
+        return out
+
     # --- fetching ---------------------------------------------------------------------------
 
     def _each(self, keys: Sequence[str], fetch: Callable[[str], Bars | None]) -> tuple[dict[str, Bars], dict[str, str]]:
@@ -267,13 +320,15 @@ class PolygonProvider:
         return out, failures
 
     def _ticker_bars(self, symbol: str, first: date, last: date, as_of: date, lookback: int) -> Bars | None:
+        bars = self._range_bars(symbol, first, last)
+        return None if bars is None else window_copy(bars, as_of, lookback)
+
+    def _range_bars(self, symbol: str, first: date, last: date) -> Bars | None:
         path = f"/v2/aggs/ticker/{quote(symbol, safe='')}/range/1/day/{first.isoformat()}/{last.isoformat()}"
         rows: list[dict[str, Any]] = []
         for page in self.client.pages(path, {"adjusted": "true", "sort": "asc", "limit": str(AGGS_LIMIT)}):
             rows.extend(page.get("results") or [])
-        if not rows:
-            return None
-        return window_copy(_bars_of(rows, f"{symbol} aggregates"), as_of, lookback)
+        return _bars_of(rows, f"{symbol} aggregates") if rows else None
 
     def _grouped(
         self, symbols: list[str], days: np.ndarray, as_of: date, lookback: int
@@ -321,7 +376,8 @@ class PolygonProvider:
                 self.client.sleep(policy.delay(attempt))
         raise RequestFailed(f"grouped daily bars of {day}: no rows in {policy.max_retries + 1} answers of a market day")
 
-    def _read_calendar(self) -> np.ndarray:
+    def read_calendar(self) -> np.ndarray:
+        """The market days, read now (one request): the dates of ``calendar_ticker``'s bars."""
         today = datetime.now(_NEW_YORK).date()
         start = self.config.history_start or history_start_default(today)
         ticker = self.config.calendar_ticker
