@@ -22,7 +22,7 @@ from tests.support.processes import RedisServer, WebServer, Workers, database_ur
 REPO = Path(__file__).resolve().parent.parent
 
 # Fixtures shared from helper modules (the browser's ``chromium``).
-pytest_plugins = ["tests.support.browser"]
+pytest_plugins = ["tests.support.browser", "tests.support.polygon_workers"]
 
 
 def _market_dir() -> Path:

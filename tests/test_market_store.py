@@ -17,6 +17,7 @@ from market.models import StoredBar, SymbolCoverage
 from market.providers import PolygonConfig, PolygonProvider
 from market.providers.resilience import Resilience, RetryPolicy
 from market.providers.state_stores import RedisStateStore
+from market.sources import resolve_as_of
 from market.store import MarketStore, StoredProvider, coverage, plan, session_closed
 from tests.support.fake_polygon import API_KEY, FakePolygon, no_results
 from tests.support.processes import RedisServer
@@ -141,6 +142,48 @@ def test_a_day_stored_while_its_session_was_open_is_fetched_again_after_the_clos
     fake.reset()
     provider.bars(["AAPL"], AS_OF, 20)
     assert fake.calls() == []
+
+
+def test_the_next_market_day_costs_its_grouped_request_the_calendar_and_the_splits(
+    remote: PolygonProvider, fake: FakePolygon, real_bars: dict[str, Bars]
+) -> None:
+    fake.show_until(date(2018, 1, 30))
+    provider = stored(remote)
+    assert provider.date_range()[1] == date(2018, 1, 30)
+    provider.bars(SYMBOLS, date(2018, 1, 30), LOOKBACK)
+    fake.reset()
+    fake.show_until(AS_OF)  # the next session closes
+    provider.store.clock = lambda: AFTER_THE_DATA + timedelta(minutes=2)
+    assert resolve_as_of(provider, AS_OF) == AS_OF  # past the calendar's last day: it is read again
+    bars = provider.bars(SYMBOLS, AS_OF, LOOKBACK)
+    assert requests(fake) == {"calendar": 1, "ticker": 0, "grouped": 1, "splits": 1}
+    for symbol in SYMBOLS:
+        assert same_bars(bars[symbol], real_bars[symbol].window(AS_OF, LOOKBACK))
+
+
+def test_a_split_symbol_is_fetched_again_so_its_history_is_at_one_level(
+    remote: PolygonProvider, fake: FakePolygon, real_bars: dict[str, Bars]
+) -> None:
+    fake.show_until(date(2018, 1, 30))
+    provider = stored(remote)
+    provider.bars(SYMBOLS, date(2018, 1, 30), LOOKBACK)
+    fake.reset()
+    fake.show_until(AS_OF)
+    fake.split("AAPL", AS_OF, 1, 4)
+    provider.store.clock = lambda: AFTER_THE_DATA + timedelta(minutes=2)
+    bars = provider.bars(SYMBOLS, AS_OF, LOOKBACK)
+    assert requests(fake) == {"calendar": 1, "ticker": 1, "grouped": 1, "splits": 1}
+    real = real_bars["AAPL"].window(AS_OF, LOOKBACK)
+    assert np.array_equal(bars["AAPL"].dates, real.dates)
+    for field in ("open", "high", "low", "close"):
+        assert np.allclose(getattr(bars["AAPL"], field), getattr(real, field) / 4, rtol=1e-12)
+    assert np.allclose(bars["AAPL"].volume, real.volume * 4)
+    assert same_bars(bars["MSFT"], real_bars["MSFT"].window(AS_OF, LOOKBACK))  # others untouched
+    fake.reset()
+    fake.show_until(AS_OF)
+    fake.split("AAPL", AS_OF, 1, 4)
+    provider.bars(SYMBOLS, AS_OF, LOOKBACK)
+    assert fake.calls() == []  # a split is applied once
 
 
 def test_the_calendar_is_read_once_per_close_and_when_a_later_day_is_asked_for(

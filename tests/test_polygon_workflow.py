@@ -3,97 +3,25 @@ like Polygon (the real S&P 500 bars) and the tests' redis-server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.test.utils import override_settings
 
 from engine.config import ScanConfig
-from market import cache
-from market.sources import DataSource, provider_for
+from market.sources import DataSource
 from scanner.services import scan_create
 from tests.api.support import client_for
-from tests.support.fake_polygon import API_KEY, FakePolygon, server_error
-from tests.support.processes import RedisServer, Workers
+from tests.support.fake_polygon import FakePolygon, server_error
+from tests.support.polygon_workers import CONCURRENCY, THRESHOLD, WORKER_PROCESSES
+from tests.support.processes import Workers
 from tests.support.waits import wait_finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 AS_OF = date(2018, 1, 31)
-THRESHOLD, CONCURRENCY, WORKER_PROCESSES = 8, 4, 2
-
-
-def polygon_env(fake: FakePolygon, market_dir: Path) -> dict[str, str]:
-    return {
-        "TECHNIC_DATA_PROVIDER": "polygon",
-        "TECHNIC_UNIVERSE_PATH": str(market_dir / "constituents.csv"),
-        "POLYGON_API_KEY": API_KEY,
-        "POLYGON_BASE_URL": fake.url,
-        "POLYGON_CALENDAR_TICKER": "AAPL",  # the fake serves S&P 500 members only, no SPY
-        "POLYGON_HISTORY_START": "2013-01-01",
-        "POLYGON_CONNECT_TIMEOUT": "1",
-        "POLYGON_READ_TIMEOUT": "2",
-        "POLYGON_MAX_RETRIES": "2",
-        "POLYGON_BACKOFF_BASE": "0.05",
-        "POLYGON_BACKOFF_MAX": "0.2",
-        "POLYGON_RATE_LIMIT": "0",
-        "POLYGON_CONCURRENCY": str(CONCURRENCY),
-        "POLYGON_BREAKER_THRESHOLD": str(THRESHOLD),
-        "POLYGON_BREAKER_COOLDOWN": "30",
-    }
-
-
-@pytest.fixture(scope="module")
-def fake(market_dir: Path) -> Iterator[FakePolygon]:
-    server = FakePolygon(market_dir)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def polygon_workers(workers: Workers, fake: FakePolygon, market_dir: Path) -> Iterator[Workers]:
-    """The shared worker processes replaced by ones configured for the polygon provider (the
-    shared ones would take these scans' tasks with the demo settings), restored afterwards."""
-    workers.stop()
-    pool = Workers({**workers.env, **polygon_env(fake, market_dir)}, workers.log, name="polygon")
-    pool.start()
-    try:
-        yield pool
-    finally:
-        pool.stop()
-        workers.start()
-
-
-@pytest.fixture
-def polygon_here(fake: FakePolygon, market_dir: Path, redis_server: RedisServer) -> Iterator[DataSource]:
-    """This process configured like the workers; the price cache, breaker and log emptied."""
-    overrides = {
-        "TECHNIC_DATA_PROVIDER": "polygon",
-        "TECHNIC_UNIVERSE_PATH": str(market_dir / "constituents.csv"),
-        "POLYGON_API_KEY": API_KEY,
-        "POLYGON_BASE_URL": fake.url,
-        "POLYGON_CALENDAR_TICKER": "AAPL",
-        "POLYGON_HISTORY_START": date(2013, 1, 1),
-        "POLYGON_MAX_RETRIES": 2,
-        "POLYGON_RATE_LIMIT": 0.0,
-        "POLYGON_BREAKER_THRESHOLD": THRESHOLD,
-        "POLYGON_BREAKER_COOLDOWN": 30.0,
-    }
-    client = redis_server.client()
-    with override_settings(**overrides):
-        source = DataSource.from_settings()
-        client.delete("technic:breaker:polygon", "technic:breaker:polygon:probe")
-        cache.clear()
-        provider_for(source).calendar()  # this process's one calendar request, before the log starts
-        fake.reset()
-        yield source
-        fake.reset()
-        client.delete("technic:breaker:polygon", "technic:breaker:polygon:probe")
 
 
 def test_a_polygon_scan_completes_and_counts_its_requests(

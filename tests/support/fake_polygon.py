@@ -1,11 +1,16 @@
 """A local HTTP server that answers like Polygon.io, serving the real bars of ``prices.parquet``.
 
 Endpoints, in Polygon's JSON formats (``status``, ``request_id``, ``resultsCount``, ``results``,
-``next_url``): per-ticker daily aggregates, grouped daily bars, reference tickers (paged) and
-ticker details (a SIC code standing for the symbol's GICS sector in ``constituents.csv``).
-Bar timestamps ``t`` are milliseconds, as Polygon stamps them: per-ticker daily bars at midnight
-New York, grouped daily bars at the session's close (16:00 New York). The key
-is accepted as ``Authorization: Bearer <key>`` or ``?apiKey=<key>``; another answers 401.
+``next_url``): per-ticker daily aggregates, grouped daily bars, reference tickers (paged), ticker
+details (a SIC code standing for the symbol's GICS sector in ``constituents.csv``) and the splits
+reference (paged). Bar timestamps ``t`` are milliseconds, as Polygon stamps them: per-ticker
+daily bars at midnight New York, grouped daily bars at the session's close (16:00 New York). The
+key is accepted as ``Authorization: Bearer <key>`` or ``?apiKey=<key>``; another answers 401.
+
+Time moves with :meth:`FakePolygon.show_until` (days after it do not exist yet), and
+:meth:`FakePolygon.split` splits a symbol: once its execution date is visible, ``adjusted=true``
+answers (the default) give its whole history at the new level and ``adjusted=false`` only the
+bars from the split on, as Polygon does.
 
 Behaviours are scripted with :meth:`FakePolygon.script` (an answer for the next ``times``
 matching requests, or for all of them) and every request is logged (:attr:`FakePolygon.log`),
@@ -99,6 +104,8 @@ class FakePolygon(ThreadingHTTPServer):
         self.api_key = API_KEY
         self.rules: list[Rule] = []
         self.log: list[Call] = []
+        self.visible_to = int(self.days.max())
+        self.splits: list[tuple[str, int, float, float]] = []  # (symbol, execution day, from, to)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -114,10 +121,56 @@ class FakePolygon(ThreadingHTTPServer):
             self.rules.extend(rules)
 
     def reset(self) -> None:
-        """Normal answers again, and an empty log."""
+        """Normal answers again over every day of the data, no splits, and an empty log."""
         with self._lock:
             self.rules.clear()
             self.log.clear()
+            self.visible_to = int(self.days.max())
+            self.splits.clear()
+
+    # --- time and corporate actions -----------------------------------------------------------
+
+    @property
+    def last_day(self) -> date:
+        """The last market day that exists now."""
+        with self._lock:
+            return _date(int(self.days[self.days <= self.visible_to].max()))
+
+    def show_until(self, day: date) -> None:
+        """Make ``day`` the last day that exists: later bars, grouped days and splits are not
+        answered until it moves on."""
+        with self._lock:
+            self.visible_to = _day(day)
+
+    def market_days(self) -> list[date]:
+        """Every market day of the data (visible or not), in order."""
+        return [_date(int(d)) for d in np.unique(self.days)]
+
+    def split(self, symbol: str, execution_date: date, split_from: float, split_to: float) -> None:
+        """``symbol`` splits ``split_from``-for-``split_to`` (1, 4: one share becomes four) on
+        ``execution_date``: prices from that day on are divided by the ratio and volumes
+        multiplied, and (adjusted) so is its history, once the day is visible."""
+        if symbol not in self.spans or split_from <= 0 or split_to <= 0:
+            raise ValueError(f"cannot split {symbol!r} {split_from}-for-{split_to}")
+        with self._lock:
+            self.splits.append((symbol, _day(execution_date), float(split_from), float(split_to)))
+
+    def _factors(self, symbol: str, days: np.ndarray, adjusted: bool) -> np.ndarray:
+        """Each bar's price divisor from the visible splits of ``symbol``."""
+        factor = np.ones(days.size)
+        with self._lock:
+            splits = [(d, to / fr) for s, d, fr, to in self.splits if s == symbol and d <= self.visible_to]
+        for day, ratio in splits:
+            factor[(days >= day) | adjusted] *= ratio
+        return factor
+
+    def visible_splits(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [(s, d, fr, to) for s, d, fr, to in self.splits if d <= self.visible_to]
+        return [
+            {"execution_date": _date(d).isoformat(), "id": f"E{i}", "split_from": fr, "split_to": to, "ticker": s}
+            for i, (s, d, fr, to) in enumerate(sorted(rows, key=lambda r: (r[1], r[0])))
+        ]
 
     def calls(self, prefix: str = "/") -> list[Call]:
         with self._lock:
@@ -143,29 +196,38 @@ class FakePolygon(ThreadingHTTPServer):
 
     # --- the data -----------------------------------------------------------------------------
 
-    def aggregates(self, symbol: str, first: date, last: date) -> list[dict[str, Any]]:
+    def aggregates(self, symbol: str, first: date, last: date, adjusted: bool = True) -> list[dict[str, Any]]:
         start, end = self.spans.get(symbol, (0, 0))
         days = self.days[start:end]
         lo = start + int(np.searchsorted(days, _day(first), side="left"))
-        hi = start + int(np.searchsorted(days, _day(last), side="right"))
-        return [self._bar(i) for i in range(lo, hi)]
+        hi = start + int(np.searchsorted(days, min(_day(last), self.visible_to), side="right"))
+        factors = self._factors(symbol, self.days[lo:hi], adjusted)
+        return [self._bar(i, f) for i, f in zip(range(lo, hi), factors, strict=True)]
 
-    def grouped(self, day: date) -> list[dict[str, Any]]:
-        out = []
+    def grouped(self, day: date, adjusted: bool = True) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if _day(day) > self.visible_to:
+            return out
         for symbol, (start, end) in self.spans.items():
             i = start + int(np.searchsorted(self.days[start:end], _day(day)))
             if i < end and self.days[i] == _day(day):
-                out.append({"T": symbol, **self._bar(i), "t": self.close_ms[int(self.days[i])]})
+                factor = float(self._factors(symbol, self.days[i : i + 1], adjusted)[0])
+                out.append({"T": symbol, **self._bar(i, factor), "t": self.close_ms[int(self.days[i])]})
         return out
 
-    def _bar(self, i: int) -> dict[str, Any]:
-        o, h, low, c, v = (float(self.values[k][i]) for k in _VALUES)
+    def _bar(self, i: int, factor: float = 1.0) -> dict[str, Any]:
+        o, h, low, c = (float(self.values[k][i]) / factor for k in _VALUES[:4])
+        v = float(self.values["volume"][i]) * factor
         vw = round((h + low + c) / 3, 4)
         return {"v": v, "vw": vw, "o": o, "c": c, "h": h, "l": low, "t": self.ms[int(self.days[i])], "n": 1}
 
 
 def _day(d: date) -> int:
     return (d - date(1970, 1, 1)).days
+
+
+def _date(day: int) -> date:
+    return date.fromordinal(date(1970, 1, 1).toordinal() + day)
 
 
 def _new_york_ms(day: int, hour: int) -> int:
@@ -208,8 +270,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) == 9 and parts[:3] == ["v2", "aggs", "ticker"] and parts[4:7] == ["range", "1", "day"]:
             symbol, first, last = parts[3], date.fromisoformat(parts[7]), date.fromisoformat(parts[8])
             limit = min(int(query.get("limit", "5000")), self.server.page_size)
-            rows = self.server.aggregates(symbol, first, last)
-            body: dict[str, Any] = {"ticker": symbol, "queryCount": len(rows), "adjusted": True, "status": "OK"}
+            adjusted = _flag(query.get("adjusted", "true"))
+            rows = self.server.aggregates(symbol, first, last, adjusted)
+            body: dict[str, Any] = {"ticker": symbol, "queryCount": len(rows), "adjusted": adjusted, "status": "OK"}
             if len(rows) > limit:
                 rest = datetime.fromtimestamp(rows[limit]["t"] / 1000, _NEW_YORK).date()
                 args = urlencode({k: v for k, v in query.items() if k != "apiKey"})
@@ -220,8 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body["results"] = rows
             return 200, body
         if parts[:6] == ["v2", "aggs", "grouped", "locale", "us", "market"] and len(parts) == 8:
-            rows = self.server.grouped(date.fromisoformat(parts[7]))
-            body = {"queryCount": len(rows), "resultsCount": len(rows), "adjusted": True, "status": "OK"}
+            adjusted = _flag(query.get("adjusted", "true"))
+            rows = self.server.grouped(date.fromisoformat(parts[7]), adjusted)
+            body = {"queryCount": len(rows), "resultsCount": len(rows), "adjusted": adjusted, "status": "OK"}
             if rows:
                 body["results"] = rows
             return 200, {**body, "request_id": _rid()}
@@ -233,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
             if cursor + limit < len(self.server.listed):
                 body["next_url"] = f"{base}/v3/reference/tickers?cursor={cursor + limit}&limit={limit}"
             return 200, body
+        if parts == ["v3", "reference", "splits"]:
+            return 200, self._splits(query)
         if parts[:3] == ["v3", "reference", "tickers"] and len(parts) == 4:
             found = [(n, sector) for s, n, sector in self.server.listed if s == parts[3]]
             if not found:
@@ -241,6 +307,26 @@ class _Handler(BaseHTTPRequestHandler):
             details = {**_ticker(parts[3], found[0][0]), "sic_code": sic, "sic_description": description}
             return 200, {"results": details, "status": "OK", "request_id": _rid()}
         return 404, {"status": "NOT_FOUND", "request_id": _rid(), "message": "Not found"}
+
+    def _splits(self, query: dict[str, str]) -> dict[str, Any]:
+        """``/v3/reference/splits``: filters ``ticker`` and ``execution_date`` (``.gt``, ``.gte``,
+        ``.lt``, ``.lte``), ``order`` by execution date, paged by ``limit`` and a cursor."""
+        rows = self.server.visible_splits()
+        if "ticker" in query:
+            rows = [r for r in rows if r["ticker"] == query["ticker"]]
+        tests = {"gt": str.__gt__, "gte": str.__ge__, "lt": str.__lt__, "lte": str.__le__, "": str.__eq__}
+        for op, test in tests.items():
+            bound = query.get(f"execution_date.{op}" if op else "execution_date")
+            if bound is not None:
+                rows = [r for r in rows if test(r["execution_date"], date.fromisoformat(bound).isoformat())]
+        if query.get("order", "asc") == "desc":
+            rows.reverse()
+        limit, cursor = min(int(query.get("limit", "10")), 1000), int(query.get("cursor", "0"))
+        body: dict[str, Any] = {"results": rows[cursor : cursor + limit], "status": "OK", "request_id": _rid()}
+        if cursor + limit < len(rows):
+            args = urlencode({**{k: v for k, v in query.items() if k != "apiKey"}, "cursor": cursor + limit})
+            body["next_url"] = f"{self.server.url}/v3/reference/splits?{args}"
+        return body
 
     def _answer(self, path: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -272,6 +358,12 @@ def _ticker(symbol: str, name: str) -> dict[str, Any]:
 
 def _rid() -> str:
     return uuid.uuid4().hex
+
+
+def _flag(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError(f"adjusted={value!r} is not true or false")
+    return value == "true"
 
 
 def rate_limited(times: int | None, retry_after: float, match: str = "/") -> Rule:
