@@ -1,7 +1,8 @@
-"""The admin's Cache page (staff only): statistics, Clear and Warm buttons, and the audit trail.
+"""The admin's Cache page (staff only): statistics, Clear and Warm buttons, the market data
+store's coverage with an Update button, and the audit trail.
 
-The page is the change list of :class:`CacheAction`, with the statistics above it; Clear and
-Warm are POST forms (CSRF-protected by the admin site) to the two views of ``get_urls``.
+The page is the change list of :class:`CacheAction`, with the statistics above it; Clear, Warm
+and Update are POST forms (CSRF-protected by the admin site) to the views of ``get_urls``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from django.urls import URLPattern, path, reverse
 
 from cache_admin.models import CacheAction
 from cache_admin.services import cache_clear, warm_running
-from cache_admin.tasks import warm_cache
-from market import cache
+from cache_admin.tasks import update_market_data, warm_cache
+from market import cache, store
 from market.stats import cache_stats
 
 
@@ -45,12 +46,13 @@ class CacheActionAdmin(admin.ModelAdmin):
         return [
             path("clear/", self.admin_site.admin_view(self.clear_view), name="cache_admin_clear"),
             path("warm/", self.admin_site.admin_view(self.warm_view), name="cache_admin_warm"),
+            path("marketdata/", self.admin_site.admin_view(self.marketdata_view), name="cache_admin_marketdata"),
             *super().get_urls(),
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         stats = cache_stats()
-        context = {**(extra_context or {}), "stats": stats, "title": "Price cache"}
+        context = {**(extra_context or {}), "stats": stats, "stored": store.coverage(), "title": "Price cache"}
         response = super().changelist_view(request, context)
         if isinstance(response, TemplateResponse):
             response.context_data = {**(response.context_data or {}), **context}
@@ -83,4 +85,13 @@ class CacheActionAdmin(admin.ModelAdmin):
         else:
             result = warm_cache.delay(request.user.pk, "admin")
             self.message_user(request, f"Warm queued (task {result.id}); a worker runs it and it is listed here.")
+        return self._back()
+
+    def marketdata_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        result = update_market_data.delay(request.user.pk, "admin", trading_days_only=False)
+        self.message_user(
+            request, f"Market data update queued (task {result.id}); a worker runs it and it is listed here."
+        )
         return self._back()

@@ -1,4 +1,5 @@
-"""The audit trail of cache clears and warms: who, when, how many keys."""
+"""The audit trail of cache clears and warms and of market data updates and backfills: who,
+when, how many keys or bars."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ class CacheAction(models.Model):
     class Kind(models.TextChoices):
         CLEAR = "clear"
         WARM = "warm"
+        UPDATE = "update", "market data update"
+        BACKFILL = "backfill", "market data backfill"
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150, blank=True, help_text="kept if the user is deleted; empty for beat")
-    via = models.CharField(max_length=16, help_text="admin, api or beat")
+    via = models.CharField(max_length=16, help_text="admin, api, cli or beat")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    keys = models.IntegerField(help_text="keys removed (clear) or symbols refreshed (warm)")
+    keys = models.IntegerField(
+        help_text="keys removed (clear), symbols refreshed (warm) or bars written (update, backfill)"
+    )
     seconds = models.FloatField()
     detail = models.CharField(max_length=500, blank=True)
 

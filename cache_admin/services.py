@@ -1,10 +1,14 @@
-"""Clearing and warming the price cache; both are audited (:class:`CacheAction`)."""
+"""Clearing and warming the price cache, topping up and backfilling the market data store; all
+are audited (:class:`CacheAction`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -12,16 +16,31 @@ from django.conf import settings
 from cache_admin.models import CacheAction
 from engine.config import ScanConfig
 from engine.universe import select_universe
-from market import cache
-from market.sources import FETCH_CHUNK, DataSource, instruments_for, provider_for, resolve_as_of
+from market import cache, store
+from market.providers.resilience import request_scope
+from market.sources import (
+    FETCH_CHUNK,
+    DataSource,
+    instruments_for,
+    provider_calls,
+    provider_for,
+    resolve_as_of,
+    scan_budget,
+    stored_provider,
+)
 
 logger = logging.getLogger(__name__)
 
 WARM_LOCK_SECONDS = 900
+MARKETDATA_LOCK_SECONDS = 6 * 3600
 
 
 class WarmInProgress(Exception):
     """Another warmer holds the lock for this data source."""
+
+
+class MarketDataInProgress(Exception):
+    """Another update or backfill of the market data store holds the lock for this data source."""
 
 
 def _audit(kind: str, user: Any, via: str, keys: int, seconds: float, detail: str = "") -> CacheAction:
@@ -99,3 +118,95 @@ def cache_warm(user: Any = None, via: str = "beat", source: DataSource | None = 
     _audit(CacheAction.Kind.WARM, user, via, len(stale), seconds, f"{len(wanted)} symbols as of {as_of}")
     logger.info("price cache warmed: %s", report)
     return report
+
+
+Progress = Callable[[int, int], None]
+
+
+def default_symbols(source: DataSource) -> list[str]:
+    """What the store keeps current: the default universe and the symbols the warmer keeps
+    cached (the most-scanned; none when the cache is down)."""
+    instruments = select_universe(instruments_for(source), ScanConfig())
+    try:
+        popular = cache.popular(source.cache_namespace(), settings.TECHNIC_CACHE_WARM_TOP)
+    except cache.CacheUnavailable:
+        popular = []
+    return list(dict.fromkeys([i.symbol for i in instruments] + popular))
+
+
+def marketdata_update(
+    user: Any = None,
+    via: str = "beat",
+    budget: int | None = None,
+    on_progress: Progress | None = None,
+    source: DataSource | None = None,
+) -> store.Report:
+    """Top the market data store up to the latest closed market day for the default symbols
+    (their default-lookback windows). ``budget``: most requests sent (default: a scan's)."""
+    source = source or DataSource.from_settings()
+    provider = stored_provider(source)  # DataProviderError for a local provider: it keeps no store
+    symbols = default_symbols(source)
+    lookback = ScanConfig().lookback_days
+    return _marketdata(
+        CacheAction.Kind.UPDATE,
+        source,
+        user,
+        via,
+        scan_budget(len(symbols)) if budget is None else budget,
+        lambda: store.update(provider, symbols, lookback, on_progress=on_progress),
+    )
+
+
+def marketdata_backfill(
+    since: date,
+    user: Any = None,
+    via: str = "cli",
+    budget: int | None = None,
+    on_progress: Progress | None = None,
+    source: DataSource | None = None,
+) -> store.Report:
+    """Fill the store from ``since`` to the latest market day for the default symbols, a chunk
+    of symbols at a time. ``budget``: most requests sent (default: a scan's)."""
+    source = source or DataSource.from_settings()
+    provider = stored_provider(source)
+    symbols = default_symbols(source)
+    return _marketdata(
+        CacheAction.Kind.BACKFILL,
+        source,
+        user,
+        via,
+        scan_budget(len(symbols)) if budget is None else budget,
+        lambda: store.backfill(provider, symbols, since, on_progress=on_progress),
+    )
+
+
+def _marketdata(
+    kind: str, source: DataSource, user: Any, via: str, budget: int, run: Callable[[], store.Report]
+) -> store.Report:
+    """Run an update or backfill under the source's lock and a request budget, then audit it.
+    Raises MarketDataInProgress when another one holds the lock."""
+    scope = f"marketdata-{kind}-{uuid.uuid4().hex}"
+    with store.lock(f"marketdata:{source.cache_namespace()}", MARKETDATA_LOCK_SECONDS) as acquired:
+        if not acquired:
+            raise MarketDataInProgress(f"an update or backfill of the {source.provider} market data is running")
+        with request_scope(scope, budget):
+            report = run()
+    report.requests = provider_calls(source, scope)["requests"]
+    detail = f"{report.done}/{report.symbols} symbols through {report.through}; {report.requests} requests"
+    if report.failed:
+        detail += f"; {len(report.failed)} failed"
+    if report.stopped:
+        detail += f"; stopped: {report.stopped}"
+    _audit(kind, user, via, report.bars_written, report.seconds, detail)
+    logger.info("market data %s: %s", kind, report.as_dict())
+    return report
+
+
+def marketdata_status(source: DataSource | None = None) -> dict[str, Any]:
+    """The store's figures for ``source`` (database only): ``{"store": "not_applicable"}`` for a
+    local provider, which reads its own data."""
+    source = source or DataSource.from_settings()
+    provider = provider_for(source)
+    if not isinstance(provider, store.StoredProvider):
+        return {"store": "not_applicable", "reason": f"the {source.provider} provider reads local data"}
+    return store.summary(provider.store.key)

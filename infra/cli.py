@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from argparse import ArgumentTypeError
+import sys
+from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
+from typing import NoReturn
 
 
 def iso_date(value: str) -> date:
@@ -12,3 +14,15 @@ def iso_date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError as err:
         raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from err
+
+
+def one_line_errors(parser: ArgumentParser, command: str) -> ArgumentParser:
+    """Make ``parser`` report a usage error as one line naming the command's help (exit
+    status 2) instead of argparse's usage dump."""
+
+    def one_line_error(message: str) -> NoReturn:
+        sys.stderr.write(f"CommandError: {message} (see: manage.py {command} --help)\n")
+        raise SystemExit(2)
+
+    parser.error = one_line_error  # type: ignore[method-assign]  # argparse has no hook for its error output
+    return parser

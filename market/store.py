@@ -42,7 +42,7 @@ from django.utils import timezone
 from engine.types import Bars, Instrument
 from market import cache as redis_cache
 from market.models import MarketSource, StoredBar, StoredDay, SymbolCoverage
-from market.providers.base import DataProviderError, Split, calendar_range, check_lookback
+from market.providers.base import DataProviderError, ProviderUnavailable, Split, calendar_range, check_lookback
 from market.providers.resilience import RequestFailed
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ SETTLE = timedelta(minutes=15)
 """After a session's close, how long until its bars are final at the provider."""
 DAY_LOCK_SECONDS = 300
 WRITE_BATCH = 5000
+RANGE_BATCH = 25
+"""Symbols per batch of per-ticker requests, written before the next: a stop (budget spent,
+breaker open, worker killed) loses at most one batch's answers."""
 _EPOCH = date(1970, 1, 1)
 
 
@@ -78,11 +81,22 @@ def _exchange() -> Any:
     return exchange_calendars.get_calendar("XNYS")
 
 
+def exchange_zone() -> Any:
+    """The NYSE's time zone (America/New_York)."""
+    return _exchange().tz
+
+
+def trading_day(day: date) -> bool:
+    """Whether ``day`` is an NYSE session."""
+    exchange = _exchange()
+    return bool(exchange.first_session.date() <= day <= exchange.last_session.date() and exchange.is_session(day))
+
+
 def session_closed(day: date, now: datetime) -> bool:
     """Whether ``day``'s bars are final at ``now``: its NYSE session closed at least SETTLE ago
     (a day that is no NYSE session: once it is over in New York)."""
     exchange = _exchange()
-    if exchange.first_session.date() <= day <= exchange.last_session.date() and exchange.is_session(day):
+    if trading_day(day):
         return bool(exchange.session_close(day).to_pydatetime() + SETTLE <= now)
     return day < now.astimezone(exchange.tz).date()
 
@@ -252,7 +266,8 @@ class MarketStore:
     def _fetch_ranges(
         self, source: MarketSource, ranges: Mapping[str, tuple[date, date]], days: np.ndarray
     ) -> dict[str, str]:
-        """Per-ticker requests, grouped by range; each symbol's coverage grows to what it asked."""
+        """Per-ticker requests, grouped by range, RANGE_BATCH symbols at a time; each symbol's
+        coverage grows to what it asked."""
         calendar = self.calendar(days[-1].astype(object))
         by_range: dict[tuple[date, date], list[str]] = {}
         known = {c.symbol: c for c in SymbolCoverage.objects.filter(source=source, symbol__in=list(ranges))}
@@ -261,13 +276,15 @@ class MarketStore:
             by_range.setdefault((lo, hi), []).append(symbol)
         failures: dict[str, str] = {}
         now = self.clock()
-        for (lo, hi), symbols in by_range.items():
-            got, failed = self.remote.fetch_ranges(symbols, lo, hi)
-            failures.update(failed)
-            self._write(source, got.items())
+        for (lo, hi), group in by_range.items():
             final_to = _last_closed(calendar, lo, hi, now)
-            if final_to is not None:
-                self._cover(source, [s for s in symbols if s not in failed], lo, final_to, known)
+            for at in range(0, len(group), RANGE_BATCH):
+                symbols = group[at : at + RANGE_BATCH]
+                got, failed = self.remote.fetch_ranges(symbols, lo, hi)
+                failures.update(failed)
+                self._write(source, got.items())
+                if final_to is not None:
+                    self._cover(source, [s for s in symbols if s not in failed], lo, final_to, known)
         return failures
 
     def _fetch_days(self, source: MarketSource, days: Sequence[date]) -> dict[date, str]:
@@ -361,7 +378,7 @@ class MarketStore:
             return
         deadline = time.monotonic() + DAY_LOCK_SECONDS
         while True:
-            with _lock(f"store:{self.key}:splits", DAY_LOCK_SECONDS) as mine:
+            with lock(f"store:{self.key}:splits", DAY_LOCK_SECONDS) as mine:
                 if mine:
                     self._splits_under_lock(source, through)
                     return
@@ -413,7 +430,7 @@ class MarketStore:
 
 
 @contextlib.contextmanager
-def _lock(name: str, seconds: int) -> Iterator[bool]:
+def lock(name: str, seconds: int) -> Iterator[bool]:
     """The cache's lock ``name``; without the cache's Redis everyone holds it (the store's
     unique key then keeps a doubled fetch from doubling bars)."""
     held = redis_cache.lock(name, seconds)
@@ -433,7 +450,7 @@ def _lock(name: str, seconds: int) -> Iterator[bool]:
 def _day_locks(key: str, days: Sequence[date]) -> Iterator[list[date]]:
     """Locks of as many of ``days`` as are free; yields those taken."""
     with contextlib.ExitStack() as stack:
-        yield [d for d in days if stack.enter_context(_lock(f"store:{key}:day:{d.isoformat()}", DAY_LOCK_SECONDS))]
+        yield [d for d in days if stack.enter_context(lock(f"store:{key}:day:{d.isoformat()}", DAY_LOCK_SECONDS))]
 
 
 def _bridged(lo: date, hi: date, had: SymbolCoverage | None, calendar: np.ndarray) -> tuple[date, date]:
@@ -495,23 +512,30 @@ class StoredProvider:
 
 @dataclass
 class Report:
-    """What an update or a backfill did."""
+    """What an update or a backfill did; ``stopped`` says why it ended before the last symbol
+    (what it stored stays stored: run it again to go on)."""
 
     source: str
     symbols: int
     through: str
+    done: int = 0
     bars_written: int = 0
+    requests: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    stopped: str = ""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "symbols": self.symbols,
+            "done": self.done,
             "through": self.through,
             "bars_written": self.bars_written,
+            "requests": self.requests,
             "failed": len(self.failed),
             "failures": dict(list(self.failed.items())[:20]),
+            "stopped": self.stopped or None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -520,7 +544,7 @@ def update(
     provider: StoredProvider,
     symbols: Sequence[str],
     lookback: int,
-    chunk: int = 100,
+    chunk: int = RANGE_BATCH,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Top the store up to the latest market day for ``symbols`` (their ``lookback``-day
@@ -532,7 +556,7 @@ def backfill(
     provider: StoredProvider,
     symbols: Sequence[str],
     since: date,
-    chunk: int = 100,
+    chunk: int = RANGE_BATCH,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Fill the store from ``since`` to the latest market day for ``symbols``, ``chunk``
@@ -558,15 +582,40 @@ def _fill(
     if days.size == 0:
         return report
     source = store.source()
-    store._apply_splits(source, last)
     before = StoredBar.objects.filter(source=source).count()
-    for at in range(0, len(wanted), chunk):
-        report.failed.update(store.fill(source, wanted[at : at + chunk], days))
-        if on_progress is not None:
-            on_progress(min(at + chunk, len(wanted)), len(wanted))
+    try:
+        store._apply_splits(source, last)
+        for at in range(0, len(wanted), chunk):
+            report.failed.update(store.fill(source, wanted[at : at + chunk], days))
+            report.done = min(at + chunk, len(wanted))
+            if on_progress is not None:
+                on_progress(report.done, len(wanted))
+    except ProviderUnavailable as err:  # budget spent, breaker open: what was stored stays
+        report.stopped = str(err)
     report.bars_written = StoredBar.objects.filter(source=source).count() - before
     report.seconds = time.perf_counter() - started
     return report
+
+
+def summary(key: str) -> dict[str, Any]:
+    """One source's symbols, bars, first and last stored day and the calendar's last day, in
+    one aggregate query (``coverage`` also counts the days missing, reading every symbol's span)."""
+    source = MarketSource.objects.filter(key=key).first()
+    if source is None:
+        return {"source": key, "symbols": 0, "bars": 0, "first_day": None, "last_day": None, "calendar_last_day": None}
+    figures = StoredBar.objects.filter(source=source).aggregate(
+        symbols=Count("symbol", distinct=True), bars=Count("id"), first=Min("day"), last=Max("day")
+    )
+    calendar = source.calendar
+    return {
+        "source": key,
+        "symbols": figures["symbols"],
+        "bars": figures["bars"],
+        "first_day": figures["first"].isoformat() if figures["first"] else None,
+        "last_day": figures["last"].isoformat() if figures["last"] else None,
+        "calendar_last_day": (_EPOCH + timedelta(days=calendar[-1])).isoformat() if calendar else None,
+        "calendar_read_at": source.calendar_read_at.isoformat() if source.calendar_read_at else None,
+    }
 
 
 def coverage() -> list[dict[str, Any]]:

@@ -5,10 +5,11 @@
   answers and the broker accepts a connection, else 503 with ``down`` naming the failing ones (a
   load balancer stops sending traffic; nothing restarts). Statuses only, for anyone.
 * ``/health/detailed``: each component with its status: database, redis, broker, Celery
-  workers, the data provider, the price cache. Overall ``unhealthy`` (503) when the database,
-  Redis or the broker is down; ``degraded`` when no worker answers, the cache is unavailable or
-  the provider cannot be used (its circuit breaker is open); otherwise ``healthy``. Anonymous
-  callers get the statuses only; staff sessions and ``Authorization: Bearer
+  workers, the data provider, the market data store (from the database: symbols, bars, first
+  and last stored day), the price cache. Overall ``unhealthy`` (503) when the database,
+  Redis or the broker is down; ``degraded`` when no worker answers, the cache is unavailable,
+  the provider cannot be used (its circuit breaker is open) or the store cannot be read;
+  otherwise ``healthy``. Anonymous callers get the statuses only; staff sessions and ``Authorization: Bearer
   <TECHNIC_METRICS_TOKEN>`` also get the details (worker names, timings, error text, the
   provider's request counts, the cache's hit rate).
 * ``/metrics``: Prometheus text, for staff sessions and the bearer token only.
@@ -38,6 +39,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from kombu.pidbox import Mailbox
 
+from cache_admin.services import marketdata_status
 from infra.errors import error_body
 from infra.redis_client import main_redis
 from market.providers import DataProviderError, DataSourceError
@@ -201,6 +203,10 @@ def _provider() -> dict[str, Any]:
     return component
 
 
+def _market_data() -> dict[str, Any]:
+    return _timed(marketdata_status, (DatabaseError, DataProviderError))
+
+
 def may_see_internals(request: HttpRequest) -> bool:
     """Whether the caller is a staff user (session) or sends ``Authorization: Bearer
     <TECHNIC_METRICS_TOKEN>`` (compared in constant time; no token configured matches nothing)."""
@@ -216,6 +222,7 @@ def detailed(request: HttpRequest) -> JsonResponse:
     components: dict[str, dict[str, Any]] = _critical()
     components["workers"] = _workers() if components["broker"]["status"] == "up" else {"status": "unknown"}
     components["data_provider"] = _provider()
+    components["market_data"] = _market_data()
     stats = cache_stats()
     components["cache"] = {
         "status": "up" if stats.available else "down",

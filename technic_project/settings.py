@@ -5,7 +5,7 @@ Malformed values raise ImproperlyConfigured at start-up instead of falling back 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from infra.env import env_bool, env_choice, env_float_map, env_int, env_list, env_networks, env_str
+from infra.schedules import new_york_crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -244,6 +245,17 @@ def _env_float(name: str, default: float, minimum: float) -> float:
 # most this often (seconds) per source; beat tops the store up at this New York time on trading days.
 TECHNIC_MARKETDATA_CALENDAR_INTERVAL = env_int("TECHNIC_MARKETDATA_CALENDAR_INTERVAL", 60, minimum=0)
 TECHNIC_MARKETDATA_UPDATE_AT = env_str("TECHNIC_MARKETDATA_UPDATE_AT", "20:30").strip()
+try:
+    _update_at = datetime.strptime(TECHNIC_MARKETDATA_UPDATE_AT, "%H:%M")
+except ValueError as err:
+    raise ImproperlyConfigured(
+        f"TECHNIC_MARKETDATA_UPDATE_AT={TECHNIC_MARKETDATA_UPDATE_AT!r} must be a New York time HH:MM, e.g. 20:30"
+    ) from err
+CELERY_BEAT_SCHEDULE["marketdata-update"] = {
+    "task": "cache_admin.tasks.update_market_data",
+    "schedule": new_york_crontab(hour=_update_at.hour, minute=_update_at.minute, day_of_week="mon-fri"),
+    "options": {"expires": 3 * 3600},  # a run no worker took that evening is dropped, not run the next day
+}
 
 # The polygon provider (docs/polygon.md): key, endpoint, timeouts (s), retries with backoff,
 # a rate limit shared by every worker (requests/s, 0 = none), the circuit breaker and each

@@ -85,6 +85,8 @@ def test_check_deploy_names_what_is_missing_without_them() -> None:
         ("TECHNIC_STAGE_WEIGHTS", "universe_loading=1", "must name exactly"),
         ("TECHNIC_CACHE_TTL_RESULTS", "0", "at least 1"),
         ("TECHNIC_DATA_PROVIDER", "yahoo", "must be one of: demo, parquet, csv, polygon"),
+        ("TECHNIC_MARKETDATA_UPDATE_AT", "8.30pm", "must be a New York time HH:MM"),
+        ("TECHNIC_MARKETDATA_UPDATE_AT", "25:00", "must be a New York time HH:MM"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_and_says_how_to_write_it(name: str, value: str, says: str) -> None:

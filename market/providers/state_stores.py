@@ -150,7 +150,7 @@ class RedisStateStore:
             if scope is not None:
                 pipe.hincrby(f"{self.requests_key}:{scope}", field, -1)
             pipe.execute()
-            raise RequestBudgetExceeded(f"the scan used its budget of {budget} requests; nothing more is sent")
+            raise _spent(budget, scope)
         return value
 
     def counts(self, scope: str | None) -> dict[str, int]:
@@ -219,7 +219,7 @@ class LocalStateStore:
         with self._lock:
             scoped = self._counts.setdefault(scope, {})
             if budget is not None and scoped.get(field, 0) + 1 > budget:
-                raise RequestBudgetExceeded(f"the scan used its budget of {budget} requests; nothing more is sent")
+                raise _spent(budget, scope)
             scoped[field] = scoped.get(field, 0) + 1
             if scope is not None:
                 totals = self._counts.setdefault(None, {})
@@ -244,3 +244,7 @@ def _breaker_view(raw: dict[str, str], now: float) -> dict[str, Any]:
         "open_for_seconds": round(now - opened_at, 3) if opened_at and raw.get("state") != "closed" else None,
         "times_opened": int(raw.get("opened", "0")),
     }
+
+
+def _spent(budget: int, scope: str | None) -> RequestBudgetExceeded:
+    return RequestBudgetExceeded(f"the budget of {budget} requests of {scope} is spent; nothing more is sent")

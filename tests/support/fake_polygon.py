@@ -128,6 +128,11 @@ class FakePolygon(ThreadingHTTPServer):
             self.visible_to = int(self.days.max())
             self.splits.clear()
 
+    def clear_calls(self) -> None:
+        """Empty the call log only."""
+        with self._lock:
+            self.log.clear()
+
     # --- time and corporate actions -----------------------------------------------------------
 
     @property

@@ -7,7 +7,7 @@ import sys
 from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from alpha.services import alpha_select, trained_alpha
 from engine.alpha import TrainedAlpha
 from engine.config import ConfigError, ScanConfig
-from infra.cli import iso_date
+from infra.cli import iso_date, one_line_errors
 from market.providers import PROVIDER_NAMES, DataProviderError
 from market.sources import DataSource, provider_for
 from progress.store import stage_weights
@@ -45,12 +45,7 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-
-        def one_line_error(message: str) -> NoReturn:
-            sys.stderr.write(f"CommandError: {message} (see: manage.py scan --help)\n")
-            raise SystemExit(2)
-
-        parser.error = one_line_error  # type: ignore[method-assign]  # argparse has no hook for its error output
+        one_line_errors(parser, "scan")
         return parser
 
     def add_arguments(self, parser: ArgumentParser) -> None:
