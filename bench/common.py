@@ -68,17 +68,20 @@ def completed_scan(scan_id: Any) -> Any:
     return Scan.objects.get(id=scan_id)
 
 
-def django_with_own_redis(work: Path, demo_symbols: int, appendonly: bool = False) -> Any:
+def django_with_own_redis(
+    work: Path, demo_symbols: int, appendonly: bool = False, database_url: str = "", cache_db: int = 0
+) -> Any:
     """Environment for a benchmark in ``work``: a redis-server of its own (with an append-only
-    file if ``appendonly``), a SQLite database there, Django set up and migrated. Returns the
-    started ``RedisServer`` (stop it at the end); the worker and web processes get the same
-    variables from ``os.environ``."""
+    file if ``appendonly``; the price cache in its database ``cache_db``), a database
+    (``database_url``, else SQLite there), Django set up and migrated. Returns the started
+    ``RedisServer`` (stop it at the end); the worker and web processes get the same variables
+    from ``os.environ``."""
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "technic_project.settings",
             "DJANGO_SECRET_KEY": "bench",
             "DJANGO_DEBUG": "false",
-            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+            "DATABASE_URL": database_url or f"sqlite:///{work / 'bench.sqlite3'}",
             "TECHNIC_DEMO_SYMBOLS": str(demo_symbols),
             "DJANGO_LOG_LEVEL": "WARNING",
         }
@@ -88,6 +91,7 @@ def django_with_own_redis(work: Path, demo_symbols: int, appendonly: bool = Fals
     redis_server = RedisServer(work, appendonly=appendonly)
     redis_server.start()
     os.environ["REDIS_URL"] = redis_server.url
+    os.environ["CACHE_REDIS_URL"] = redis_server.url.rsplit("/", 1)[0] + f"/{cache_db}"
 
     import django
 

@@ -14,9 +14,11 @@ Rules the store keeps:
 * The market calendar is the provider's, kept in the store. It is read again when a scan asks
   for a day past its last day, and for the latest day when a session has closed since it was
   read; at most once per ``TECHNIC_MARKETDATA_CALENDAR_INTERVAL`` seconds per source.
-* Splits: the first window past the day splits were checked through asks the provider for the
-  splits since then; a split symbol's stored bars and coverage are dropped, so its whole history
-  is fetched again adjusted and prices never mix levels.
+* Splits: once the calendar passes the day splits were checked through, the next window asks the
+  provider for the splits since then, up to the calendar's last day whatever the window's end
+  (a fetch answers bars adjusted up to the provider's latest day; before one the calendar is
+  brought up to the last close). A split symbol's stored bars and coverage are dropped, so its
+  whole history is fetched again adjusted and prices never mix levels.
 * Concurrent batches of a scan do not fetch the same day twice: a grouped day is fetched under
   a lock in the cache's Redis (without Redis they may, and the unique key writes it once).
 """
@@ -24,9 +26,10 @@ Rules the store keeps:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -50,11 +53,17 @@ logger = logging.getLogger(__name__)
 SETTLE = timedelta(minutes=15)
 """After a session's close, how long until its bars are final at the provider."""
 DAY_LOCK_SECONDS = 300
-WRITE_BATCH = 5000
+WRITE_BATCH = 2000
+"""Bars per INSERT statement (8 parameters each: within SQLite's 32,766 and PostgreSQL's 65,535)."""
 RANGE_BATCH = 25
 """Symbols per batch of per-ticker requests, written before the next: a stop (budget spent,
 breaker open, worker killed) loses at most one batch's answers."""
 _EPOCH = date(1970, 1, 1)
+_DAY_NUMBER = {
+    "postgresql": "(day - DATE '1970-01-01')",
+    "sqlite": "CAST(julianday(day) - 2440587.5 AS INTEGER)",
+}
+"""Days since 1970-01-01 of a bar's ``day``, in each database's SQL (no date objects made)."""
 
 
 class Remote(Protocol):
@@ -199,7 +208,12 @@ class MarketStore:
         if not wanted or days.size == 0:
             return {}, {}
         source = self.source()
-        self._apply_splits(source, days[-1].astype(object))
+        # What the provider answers now is adjusted for every split up to its latest day, not
+        # only up to this window's: before fetching, the calendar is brought up to the last
+        # close and the splits up to its last day are applied, so fetched bars never join
+        # stored ones at another level.
+        latest = (self.calendar() if self.missing(source, wanted, days) else calendar)[-1].astype(object)
+        self._apply_splits(source, latest)
         failures = self.fill(source, wanted, days)
         return self.read(source, [s for s in wanted if s not in failures], days), failures
 
@@ -236,14 +250,15 @@ class MarketStore:
         return out
 
     def read(self, source: MarketSource, symbols: Sequence[str], days: np.ndarray) -> dict[str, Bars]:
-        """The stored bars of ``symbols`` within ``days`` (one query)."""
+        """The stored bars of ``symbols`` within ``days``, in one query (days read as integers,
+        the values straight into one array: no date or tuple per bar)."""
         if not symbols:
             return {}
         first, last = days[0].astype(object), days[-1].astype(object)
         table = StoredBar._meta.db_table
         marks = ",".join(["%s"] * len(symbols))
         sql = (
-            f"SELECT symbol, day, open, high, low, close, volume FROM {table} "
+            f"SELECT symbol, {_DAY_NUMBER[connection.vendor]}, open, high, low, close, volume FROM {table} "
             f"WHERE source_id = %s AND day BETWEEN %s AND %s AND symbol IN ({marks}) ORDER BY symbol, day"
         )
         with connection.cursor() as cursor:
@@ -251,13 +266,14 @@ class MarketStore:
             rows = cursor.fetchall()
         if not rows:
             return {}
-        names = np.array([r[0] for r in rows])
-        dates = np.array([r[1] for r in rows], dtype="datetime64[D]")
-        values = np.array([r[2:] for r in rows], dtype=np.float64)
-        starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-        ends = np.r_[starts[1:], len(rows)]
+        n = len(rows)
+        names = [r[0] for r in rows]
+        values = np.fromiter(itertools.chain.from_iterable(r[1:] for r in rows), np.float64, count=6 * n).reshape(n, 6)
+        dates = values[:, 0].astype(np.int64).astype("datetime64[D]")
+        starts = [0, *(i for i in range(1, n) if names[i] != names[i - 1])]
+        ends = [*starts[1:], n]
         return {
-            str(names[a]): Bars(dates[a:b], *(values[a:b, k].copy() for k in range(5)))
+            names[a]: Bars(dates[a:b], *(values[a:b, k].copy() for k in range(1, 6)))
             for a, b in zip(starts, ends, strict=True)
         }
 
@@ -318,41 +334,21 @@ class MarketStore:
                 StoredDay.objects.update_or_create(source=source, day=day, defaults={"rows": len(by_symbol)})
         return failed
 
-    def _write(self, source: MarketSource, bars: Iterator[tuple[str, Bars]] | Any) -> int:
-        """Upsert bars (a redelivered fetch writes each bar once; a later answer replaces it)."""
-        batch: list[StoredBar] = []
+    @staticmethod
+    def _write(source: MarketSource, bars: Iterable[tuple[str, Bars]]) -> int:
+        """Upsert bars, WRITE_BATCH rows per statement (a redelivered fetch writes each bar once;
+        a later answer replaces an earlier one). Returns the rows written."""
+        rows: list[Any] = []
         written = 0
         for symbol, b in bars:
-            for i in range(len(b)):
-                batch.append(
-                    StoredBar(
-                        source=source,
-                        symbol=symbol,
-                        day=b.dates[i].astype(object),
-                        open=float(b.open[i]),
-                        high=float(b.high[i]),
-                        low=float(b.low[i]),
-                        close=float(b.close[i]),
-                        volume=float(b.volume[i]),
-                    )
-                )
-            if len(batch) >= WRITE_BATCH:
-                written += self._flush(batch)
-        return written + self._flush(batch)
-
-    @staticmethod
-    def _flush(batch: list[StoredBar]) -> int:
-        if not batch:
-            return 0
-        StoredBar.objects.bulk_create(
-            batch,
-            update_conflicts=True,
-            unique_fields=["source", "symbol", "day"],
-            update_fields=["open", "high", "low", "close", "volume"],
-        )
-        n = len(batch)
-        batch.clear()
-        return n
+            columns = (b.open.tolist(), b.high.tolist(), b.low.tolist(), b.close.tolist(), b.volume.tolist())
+            rows.extend(
+                zip(itertools.repeat(source.pk), itertools.repeat(symbol), b.dates.astype(object).tolist(), *columns)
+            )
+            while len(rows) >= WRITE_BATCH:
+                written += _upsert(rows[:WRITE_BATCH])
+                del rows[:WRITE_BATCH]
+        return written + (_upsert(rows) if rows else 0)
 
     @staticmethod
     def _cover(
@@ -427,6 +423,21 @@ class MarketStore:
             known_to = _last_closed(calendar, first, through, self.clock())
             if known_to is not None:
                 self._cover(source, [split.symbol], first, known_to, {})
+
+
+def _upsert(rows: Sequence[tuple[Any, ...]]) -> int:
+    """One multi-row ``INSERT … ON CONFLICT DO UPDATE`` of (source, symbol, day, o, h, l, c, v)
+    rows: the same SQL on PostgreSQL and SQLite, without a model instance per bar."""
+    table = StoredBar._meta.db_table
+    values = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(rows))
+    sql = (
+        f"INSERT INTO {table} (source_id, symbol, day, open, high, low, close, volume) VALUES {values} "
+        "ON CONFLICT (source_id, symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, "
+        "low = excluded.low, close = excluded.close, volume = excluded.volume"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(itertools.chain.from_iterable(rows)))
+    return len(rows)
 
 
 @contextlib.contextmanager

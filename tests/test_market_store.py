@@ -108,7 +108,8 @@ def test_days_missing_for_many_symbols_cost_one_grouped_request_each(
     provider.bars(SYMBOLS, date(2018, 1, 26), LOOKBACK)
     fake.reset()
     bars = provider.bars(SYMBOLS, AS_OF, LOOKBACK)  # three market days later
-    assert requests(fake) == {"calendar": 0, "ticker": 0, "grouped": 3, "splits": 1}
+    # no splits check: the first fetch was already adjusted up to the calendar's last day
+    assert requests(fake) == {"calendar": 0, "ticker": 0, "grouped": 3, "splits": 0}
     for symbol in SYMBOLS:
         assert same_bars(bars[symbol], real_bars[symbol].window(AS_OF, LOOKBACK))
 
@@ -184,6 +185,27 @@ def test_a_split_symbol_is_fetched_again_so_its_history_is_at_one_level(
     fake.split("AAPL", AS_OF, 1, 4)
     provider.bars(SYMBOLS, AS_OF, LOOKBACK)
     assert fake.calls() == []  # a split is applied once
+
+
+def test_a_split_after_the_window_is_applied_before_older_days_are_fetched(
+    remote: PolygonProvider, fake: FakePolygon, real_bars: dict[str, Bars]
+) -> None:
+    """An earlier ``as_of`` with a longer lookback, after a later split: the older days come
+    adjusted for it, so the stored ones are fetched again first; one level throughout."""
+    eve = date(2018, 2, 6)
+    fake.show_until(eve)
+    provider = stored(remote)
+    provider.bars(["AAPL"], eve, 300)
+    fake.reset()
+    fake.show_until(date(2018, 2, 7))
+    fake.split("AAPL", date(2018, 2, 7), 1, 4)
+    provider.store.clock = lambda: AFTER_THE_DATA + timedelta(days=2)  # a session has closed since
+    window = provider.bars(["AAPL"], eve, 500)["AAPL"]
+    # the calendar, the splits, AAPL's history again, then its older days
+    assert requests(fake) == {"calendar": 1, "ticker": 2, "grouped": 0, "splits": 1}
+    real = real_bars["AAPL"].window(eve, 500)
+    assert np.array_equal(window.dates, real.dates)
+    assert np.allclose(window.close, real.close / 4, rtol=1e-12)
 
 
 def test_the_calendar_is_read_once_per_close_and_when_a_later_day_is_asked_for(

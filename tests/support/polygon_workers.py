@@ -1,19 +1,22 @@
 """Worker processes and this process configured for the polygon provider against the fake
-Polygon server (a pytest plugin: the fixtures ``fake``, ``polygon_workers``, ``polygon_here``)."""
+Polygon server (a pytest plugin: the fixtures ``fake``, ``polygon_workers``, ``polygon_here``).
+Importable before Django is set up (``bench.marketdata`` takes ``polygon_env``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.test.utils import override_settings
 
-from market import cache
-from market.sources import DataSource, provider_for
 from tests.support.fake_polygon import API_KEY, FakePolygon
 from tests.support.processes import RedisServer, Workers
+
+if TYPE_CHECKING:
+    from market.sources import DataSource
 
 THRESHOLD, CONCURRENCY, WORKER_PROCESSES = 8, 4, 2
 CALENDAR_INTERVAL = 1
@@ -65,6 +68,9 @@ def polygon_workers(workers: Workers, fake: FakePolygon, market_dir: Path) -> It
 @pytest.fixture
 def polygon_here(fake: FakePolygon, market_dir: Path, redis_server: RedisServer) -> Iterator[DataSource]:
     """This process configured like the workers; the price cache, breaker and log emptied."""
+    from market import cache
+    from market.sources import DataSource, provider_for
+
     overrides = {
         "TECHNIC_DATA_PROVIDER": "polygon",
         "TECHNIC_UNIVERSE_PATH": str(market_dir / "constituents.csv"),
