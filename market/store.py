@@ -53,17 +53,13 @@ logger = logging.getLogger(__name__)
 SETTLE = timedelta(minutes=15)
 """After a session's close, how long until its bars are final at the provider."""
 DAY_LOCK_SECONDS = 300
-WRITE_BATCH = 2000
-"""Bars per INSERT statement (8 parameters each: within SQLite's 32,766 and PostgreSQL's 65,535)."""
+_VALUES = ("open", "high", "low", "close", "volume")
+WRITE_BATCH = 5000
+"""Bars per INSERT statement, about."""
 RANGE_BATCH = 25
 """Symbols per batch of per-ticker requests, written before the next: a stop (budget spent,
 breaker open, worker killed) loses at most one batch's answers."""
 _EPOCH = date(1970, 1, 1)
-_DAY_NUMBER = {
-    "postgresql": "(day - DATE '1970-01-01')",
-    "sqlite": "CAST(julianday(day) - 2440587.5 AS INTEGER)",
-}
-"""Days since 1970-01-01 of a bar's ``day``, in each database's SQL (no date objects made)."""
 
 
 class Remote(Protocol):
@@ -250,30 +246,21 @@ class MarketStore:
         return out
 
     def read(self, source: MarketSource, symbols: Sequence[str], days: np.ndarray) -> dict[str, Bars]:
-        """The stored bars of ``symbols`` within ``days``, in one query (days read as integers,
-        the values straight into one array: no date or tuple per bar)."""
+        """The stored bars of ``symbols`` within ``days``, in one query, straight into arrays (no
+        date object or tuple per bar on PostgreSQL, no date object elsewhere)."""
         if not symbols:
             return {}
+        wanted = list(dict.fromkeys(symbols))
         first, last = days[0].astype(object), days[-1].astype(object)
-        table = StoredBar._meta.db_table
-        marks = ",".join(["%s"] * len(symbols))
-        sql = (
-            f"SELECT symbol, {_DAY_NUMBER[connection.vendor]}, open, high, low, close, volume FROM {table} "
-            f"WHERE source_id = %s AND day BETWEEN %s AND %s AND symbol IN ({marks}) ORDER BY symbol, day"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [source.pk, first, last, *symbols])
-            rows = cursor.fetchall()
-        if not rows:
+        reader = _read_arrays if connection.vendor == "postgresql" else _read_rows
+        index, numbers, values = reader(source.pk, wanted, first, last)
+        if index.size == 0:
             return {}
-        n = len(rows)
-        names = [r[0] for r in rows]
-        values = np.fromiter(itertools.chain.from_iterable(r[1:] for r in rows), np.float64, count=6 * n).reshape(n, 6)
-        dates = values[:, 0].astype(np.int64).astype("datetime64[D]")
-        starts = [0, *(i for i in range(1, n) if names[i] != names[i - 1])]
-        ends = [*starts[1:], n]
+        dates = numbers.astype("datetime64[D]")
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        ends = np.r_[starts[1:], index.size]
         return {
-            names[a]: Bars(dates[a:b], *(values[a:b, k].copy() for k in range(1, 6)))
+            wanted[int(index[a])]: Bars(dates[a:b], *(values[a:b, k].astype(np.float64) for k in range(5)))
             for a, b in zip(starts, ends, strict=True)
         }
 
@@ -336,19 +323,17 @@ class MarketStore:
 
     @staticmethod
     def _write(source: MarketSource, bars: Iterable[tuple[str, Bars]]) -> int:
-        """Upsert bars, WRITE_BATCH rows per statement (a redelivered fetch writes each bar once;
-        a later answer replaces an earlier one). Returns the rows written."""
-        rows: list[Any] = []
-        written = 0
+        """Upsert bars, about WRITE_BATCH per statement (a redelivered fetch writes each bar
+        once; a later answer replaces an earlier one). Returns the bars written."""
+        batch: list[tuple[str, Bars]] = []
+        held = written = 0
         for symbol, b in bars:
-            columns = (b.open.tolist(), b.high.tolist(), b.low.tolist(), b.close.tolist(), b.volume.tolist())
-            rows.extend(
-                zip(itertools.repeat(source.pk), itertools.repeat(symbol), b.dates.astype(object).tolist(), *columns)
-            )
-            while len(rows) >= WRITE_BATCH:
-                written += _upsert(rows[:WRITE_BATCH])
-                del rows[:WRITE_BATCH]
-        return written + (_upsert(rows) if rows else 0)
+            batch.append((symbol, b))
+            held += len(b)
+            if held >= WRITE_BATCH:
+                written += _upsert(source.pk, batch)
+                batch, held = [], 0
+        return written + (_upsert(source.pk, batch) if batch else 0)
 
     @staticmethod
     def _cover(
@@ -425,19 +410,94 @@ class MarketStore:
                 self._cover(source, [split.symbol], first, known_to, {})
 
 
-def _upsert(rows: Sequence[tuple[Any, ...]]) -> int:
-    """One multi-row ``INSERT … ON CONFLICT DO UPDATE`` of (source, symbol, day, o, h, l, c, v)
-    rows: the same SQL on PostgreSQL and SQLite, without a model instance per bar."""
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Bars read: each one's position in the symbols asked for, its day (days since 1970-01-01) and
+its open, high, low, close and volume (one row each), grouped by symbol and in day order."""
+
+
+def _read_rows(source_id: int, symbols: list[str], first: date, last: date) -> Rows:
     table = StoredBar._meta.db_table
-    values = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(rows))
+    marks = ",".join(["%s"] * len(symbols))
     sql = (
-        f"INSERT INTO {table} (source_id, symbol, day, open, high, low, close, volume) VALUES {values} "
-        "ON CONFLICT (source_id, symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, "
-        "low = excluded.low, close = excluded.close, volume = excluded.volume"
+        f"SELECT symbol, CAST(julianday(day) - 2440587.5 AS INTEGER), open, high, low, close, volume FROM {table} "
+        f"WHERE source_id = %s AND day BETWEEN %s AND %s AND symbol IN ({marks}) ORDER BY symbol, day"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(itertools.chain.from_iterable(rows)))
-    return len(rows)
+        cursor.execute(sql, [source_id, first, last, *symbols])
+        rows = cursor.fetchall()
+    position = {symbol: i for i, symbol in enumerate(symbols)}
+    n = len(rows)
+    index = np.fromiter((position[r[0]] for r in rows), np.int64, count=n)
+    values = np.fromiter(itertools.chain.from_iterable(r[1:] for r in rows), np.float64, count=6 * n).reshape(n, 6)
+    return index, values[:, 0].astype(np.int64), values[:, 1:]
+
+
+def _read_arrays(source_id: int, symbols: list[str], first: date, last: date) -> Rows:
+    """PostgreSQL: each column aggregated into one array in its binary form (``array_send``):
+    one row of seven values, read by numpy without an object per bar. One aggregation
+    feeds every row to all seven arrays at once, so they line up; they are sorted here."""
+    table = StoredBar._meta.db_table
+    columns = [
+        "array_send(array_agg(w.k::int4))",
+        "array_send(array_agg(b.day - DATE '1970-01-01'))",
+        *(f"array_send(array_agg(b.{name}))" for name in _VALUES),
+    ]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {table} b "
+        "JOIN unnest(%s::text[]) WITH ORDINALITY AS w(symbol, k) ON b.symbol = w.symbol "
+        "WHERE b.source_id = %s AND b.day BETWEEN %s AND %s AND b.symbol = ANY(%s::text[])"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [symbols, source_id, first, last, symbols])
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros((0, 5))
+    index, day, *values = (_binary_array(bytes(a)) for a in row)
+    order = np.lexsort((day, index))
+    return index[order].astype(np.int64) - 1, day[order].astype(np.int64), np.stack(values, axis=1)[order]
+
+
+def _binary_array(data: bytes) -> np.ndarray:
+    """A one-dimensional int4 or float8 array without nulls in PostgreSQL's binary format: five
+    int4 (dimensions, null flag, element type, length, lower bound), then each element's length
+    and value."""
+    width = int.from_bytes(data[20:24], "big") if len(data) > 20 else 4
+    element = np.dtype([("length", ">i4"), ("value", ">i4" if width == 4 else ">f8")])
+    return np.frombuffer(data, dtype=element, offset=20)["value"]
+
+
+_UPSERT = (
+    "INSERT INTO {table} (source_id, symbol, day, open, high, low, close, volume) {rows} "
+    "ON CONFLICT (source_id, symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, "
+    "low = excluded.low, close = excluded.close, volume = excluded.volume"
+)
+
+
+def _upsert(source_id: int, batch: Sequence[tuple[str, Bars]]) -> int:
+    """One ``INSERT … ON CONFLICT DO UPDATE`` of ``batch``'s bars, without a model instance per
+    bar: on PostgreSQL the columns go as array literals (``unnest``: one statement, eight
+    parameters), elsewhere as ``executemany`` rows."""
+    table = StoredBar._meta.db_table
+    symbols = [symbol for symbol, b in batch for _ in range(len(b))]
+    dates = np.concatenate([b.dates for _, b in batch])
+    values = [np.concatenate([getattr(b, f) for _, b in batch]) for f in _VALUES]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            rows = (
+                "SELECT %s, * FROM unnest(%s::text[], %s::date[], %s::float8[], %s::float8[], %s::float8[],"
+                " %s::float8[], %s::float8[])"
+            )
+            arrays = ["{" + ",".join(map(repr, v.tolist())) + "}" for v in values]
+            days = "{" + ",".join(np.datetime_as_string(dates).tolist()) + "}"
+            cursor.execute(_UPSERT.format(table=table, rows=rows), [source_id, symbols, days, *arrays])
+        else:
+            columns = (v.tolist() for v in values)
+            cursor.executemany(
+                _UPSERT.format(table=table, rows="VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"),
+                list(zip(itertools.repeat(source_id), symbols, np.datetime_as_string(dates).tolist(), *columns)),
+            )
+    return len(symbols)
 
 
 @contextlib.contextmanager

@@ -101,6 +101,18 @@ def test_bars_are_stored_once_however_often_they_are_fetched(remote: PolygonProv
     assert StoredBar.objects.filter(source=source, symbol="AAPL").count() == 100
 
 
+def test_a_later_answer_replaces_a_stored_bar(remote: PolygonProvider, real_bars: dict[str, Bars]) -> None:
+    provider = stored(remote)
+    source = provider.store.source()
+    first = real_bars["KO"].window(AS_OF, 3)
+    later = Bars(first.dates, first.open, first.high, first.low, first.close + 1.0, first.volume * 2)
+    assert provider.store._write(source, [("KO", first)]) == 3
+    assert provider.store._write(source, [("KO", later)]) == 3
+    stored_bars = StoredBar.objects.filter(source=source, symbol="KO").order_by("day")
+    assert [b.close for b in stored_bars] == later.close.tolist()
+    assert [b.volume for b in stored_bars] == later.volume.tolist()
+
+
 def test_days_missing_for_many_symbols_cost_one_grouped_request_each(
     remote: PolygonProvider, fake: FakePolygon, real_bars: dict[str, Bars]
 ) -> None:
