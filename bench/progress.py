@@ -114,7 +114,8 @@ def main() -> None:
     user = User.objects.create_user("bench")
     token = Token.objects.create(user=user).key
     env = {"REDIS_URL": redis_server.url, "DATABASE_URL": os.environ["DATABASE_URL"], "TECHNIC_DEMO_SYMBOLS": "5000"}
-    web = WebServer(env, work / "daphne.log")
+    # the CLIENTS are one user's: allow them all (a user may hold 20 live connections by default)
+    web = WebServer({**env, "TECHNIC_MAX_LIVE_CONNECTIONS": str(CLIENTS)}, work / "daphne.log")
     web.start()
     seconds: dict[tuple[str, str], list[float]] = {(size, mode): [] for size, _ in SIZES for mode in MODES}
     latencies: list[float] = []
