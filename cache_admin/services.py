@@ -143,17 +143,14 @@ def marketdata_update(
 ) -> store.Report:
     """Top the market data store up to the latest closed market day for the default symbols
     (their default-lookback windows). ``budget``: most requests sent (default: a scan's)."""
-    source = source or DataSource.from_settings()
-    provider = stored_provider(source)  # DataProviderError for a local provider: it keeps no store
-    symbols = default_symbols(source)
     lookback = ScanConfig().lookback_days
     return _marketdata(
         CacheAction.Kind.UPDATE,
-        source,
+        source or DataSource.from_settings(),
         user,
         via,
-        scan_budget(len(symbols)) if budget is None else budget,
-        lambda: store.update(provider, symbols, lookback, on_progress=on_progress),
+        budget,
+        lambda provider, symbols: store.update(provider, symbols, lookback, on_progress=on_progress),
     )
 
 
@@ -167,30 +164,35 @@ def marketdata_backfill(
 ) -> store.Report:
     """Fill the store from ``since`` to the latest market day for the default symbols, a chunk
     of symbols at a time. ``budget``: most requests sent (default: a scan's)."""
-    source = source or DataSource.from_settings()
-    provider = stored_provider(source)
-    symbols = default_symbols(source)
     return _marketdata(
         CacheAction.Kind.BACKFILL,
-        source,
+        source or DataSource.from_settings(),
         user,
         via,
-        scan_budget(len(symbols)) if budget is None else budget,
-        lambda: store.backfill(provider, symbols, since, on_progress=on_progress),
+        budget,
+        lambda provider, symbols: store.backfill(provider, symbols, since, on_progress=on_progress),
     )
 
 
 def _marketdata(
-    kind: str, source: DataSource, user: Any, via: str, budget: int, run: Callable[[], store.Report]
+    kind: str,
+    source: DataSource,
+    user: Any,
+    via: str,
+    budget: int | None,
+    run: Callable[[store.StoredProvider, list[str]], store.Report],
 ) -> store.Report:
-    """Run an update or backfill under the source's lock and a request budget, then audit it.
-    Raises MarketDataInProgress when another one holds the lock."""
+    """Run an update or backfill of the default symbols under the source's lock and a request
+    budget, then audit it. Raises DataProviderError for a local provider (it keeps no store),
+    MarketDataInProgress when another run holds the lock."""
+    provider = stored_provider(source)
+    symbols = default_symbols(source)
     scope = f"marketdata-{kind}-{uuid.uuid4().hex}"
     with store.lock(f"marketdata:{source.cache_namespace()}", MARKETDATA_LOCK_SECONDS) as acquired:
         if not acquired:
             raise MarketDataInProgress(f"an update or backfill of the {source.provider} market data is running")
-        with request_scope(scope, budget):
-            report = run()
+        with request_scope(scope, scan_budget(len(symbols)) if budget is None else budget):
+            report = run(provider, symbols)
     report.requests = provider_calls(source, scope)["requests"]
     detail = f"{report.done}/{report.symbols} symbols through {report.through}; {report.requests} requests"
     if report.failed:

@@ -33,7 +33,7 @@ from scanner.models import Scan, ScanResult, ScanSkip
 from scanner.services import scan_create
 from tests.support.fake_polygon import Call, FakePolygon, no_results
 from tests.support.polygon_workers import WORKER_PROCESSES, polygon_env
-from tests.support.processes import Beat, RedisServer, Workers
+from tests.support.processes import SHORT_TIMEOUTS, Beat, RedisServer, Workers
 from tests.support.waits import wait_finished, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -49,15 +49,6 @@ KINDS = {
     "ticker": "/v2/aggs/ticker/",
     "grouped": "/v2/aggs/grouped/",
     "splits": "/v3/reference/splits",
-}
-# As tests/test_workflow_faults.py: a dead worker's batches come back after 10 s, a scan with
-# lost ones is resumed after 9 s without progress, and the watchdog looks every second.
-SHORT_TIMEOUTS = {
-    "CELERY_VISIBILITY_TIMEOUT": "10",
-    "CELERY_TASK_SOFT_TIME_LIMIT": "7",
-    "CELERY_TASK_TIME_LIMIT": "8",
-    "TECHNIC_SCAN_STALL_SECONDS": "20",
-    "TECHNIC_WATCHDOG_INTERVAL": "1",
 }
 
 

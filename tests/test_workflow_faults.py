@@ -17,25 +17,13 @@ from django.test.utils import override_settings
 
 from progress import store
 from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip
-from tests.support.processes import REPO, Beat, RedisServer, Workers, scan_env, start_scan_from
+from tests.support.processes import REPO, SHORT_TIMEOUTS, Beat, RedisServer, Workers, scan_env, start_scan_from
 from tests.support.waits import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 DEMO_SYMBOLS = 3000
 BATCH_SIZE = 10  # 300 batches per stage: every stage spans the fault
-
-# Short timeouts in the relation the defaults keep (time limits < visibility timeout, and the
-# visibility timeout plus two redelivery sweeps of 1 s < stall limit), so a dead worker's batches
-# come back after 10 s and a scan with lost ones is resumed after 9 s (time limit + sweep); the
-# watchdog (beat) looks every second.
-SHORT_TIMEOUTS = {
-    "CELERY_VISIBILITY_TIMEOUT": "10",
-    "CELERY_TASK_SOFT_TIME_LIMIT": "7",
-    "CELERY_TASK_TIME_LIMIT": "8",
-    "TECHNIC_SCAN_STALL_SECONDS": "20",
-    "TECHNIC_WATCHDOG_INTERVAL": "1",
-}
 
 
 @pytest.fixture(scope="module")

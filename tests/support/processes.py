@@ -18,6 +18,19 @@ import redis
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Short timeouts in the relation the defaults keep (time limits < visibility timeout, and the
+# visibility timeout plus two redelivery sweeps of 1 s < stall limit), so a dead worker's batches
+# come back after 10 s and a scan with lost ones is resumed after 9 s (time limit + sweep); the
+# watchdog (beat) looks every second.
+SHORT_TIMEOUTS = {
+    "CELERY_VISIBILITY_TIMEOUT": "10",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "7",
+    "CELERY_TASK_TIME_LIMIT": "8",
+    "TECHNIC_SCAN_STALL_SECONDS": "20",
+    "TECHNIC_WATCHDOG_INTERVAL": "1",
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
