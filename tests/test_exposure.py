@@ -17,7 +17,7 @@ from tests.support.processes import RedisServer
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_server")]
 
 METRICS_TOKEN = "m" * 40
-DETAILED_COMPONENTS = {"database", "redis", "broker", "workers", "data_provider", "cache"}
+DETAILED_COMPONENTS = {"database", "redis", "broker", "workers", "data_provider", "market_data", "cache"}
 
 
 def staff_client() -> Client:
