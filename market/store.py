@@ -252,7 +252,7 @@ class MarketStore:
             return {}
         wanted = list(dict.fromkeys(symbols))
         first, last = days[0].astype(object), days[-1].astype(object)
-        reader = _read_arrays if connection.vendor == "postgresql" else _read_rows
+        reader = _read_arrays if connection.vendor == "postgresql" else _read_rows  # the two databases supported
         index, numbers, values = reader(source.pk, wanted, first, last)
         if index.size == 0:
             return {}
@@ -416,6 +416,7 @@ its open, high, low, close and volume (one row each), grouped by symbol and in d
 
 
 def _read_rows(source_id: int, symbols: list[str], first: date, last: date) -> Rows:
+    """SQLite: rows with their day as an integer (no date object per bar), into arrays."""
     table = StoredBar._meta.db_table
     marks = ",".join(["%s"] * len(symbols))
     sql = (
@@ -477,7 +478,7 @@ _UPSERT = (
 def _upsert(source_id: int, batch: Sequence[tuple[str, Bars]]) -> int:
     """One ``INSERT … ON CONFLICT DO UPDATE`` of ``batch``'s bars, without a model instance per
     bar: on PostgreSQL the columns go as array literals (``unnest``: one statement, eight
-    parameters), elsewhere as ``executemany`` rows."""
+    parameters), on SQLite as ``executemany`` rows."""
     table = StoredBar._meta.db_table
     symbols = [symbol for symbol, b in batch for _ in range(len(b))]
     dates = np.concatenate([b.dates for _, b in batch])
