@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from cache_admin.models import CacheAction
 from cache_admin.services import cache_clear, warm_running
 from cache_admin.tasks import update_market_data, warm_cache
-from market import cache, store
+from market import cache, upkeep
 from market.stats import cache_stats
 
 
@@ -52,7 +52,7 @@ class CacheActionAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         stats = cache_stats()
-        context = {**(extra_context or {}), "stats": stats, "stored": store.coverage(), "title": "Price cache"}
+        context = {**(extra_context or {}), "stats": stats, "stored": upkeep.coverage(), "title": "Price cache"}
         response = super().changelist_view(request, context)
         if isinstance(response, TemplateResponse):
             response.context_data = {**(response.context_data or {}), **context}

@@ -16,7 +16,7 @@ from django.conf import settings
 from cache_admin.models import CacheAction
 from engine.config import ScanConfig
 from engine.universe import select_universe
-from market import cache, store
+from market import cache, store, upkeep
 from market.providers.resilience import request_scope
 from market.sources import (
     FETCH_CHUNK,
@@ -140,7 +140,7 @@ def marketdata_update(
     budget: int | None = None,
     on_progress: Progress | None = None,
     source: DataSource | None = None,
-) -> store.Report:
+) -> upkeep.Report:
     """Top the market data store up to the latest closed market day for the default symbols
     (their default-lookback windows). ``budget``: most requests sent (default: a scan's)."""
     lookback = ScanConfig().lookback_days
@@ -150,7 +150,7 @@ def marketdata_update(
         user,
         via,
         budget,
-        lambda provider, symbols: store.update(provider, symbols, lookback, on_progress=on_progress),
+        lambda provider, symbols: upkeep.update(provider, symbols, lookback, on_progress=on_progress),
     )
 
 
@@ -161,7 +161,7 @@ def marketdata_backfill(
     budget: int | None = None,
     on_progress: Progress | None = None,
     source: DataSource | None = None,
-) -> store.Report:
+) -> upkeep.Report:
     """Fill the store from ``since`` to the latest market day for the default symbols, a chunk
     of symbols at a time. ``budget``: most requests sent (default: a scan's)."""
     return _marketdata(
@@ -170,7 +170,7 @@ def marketdata_backfill(
         user,
         via,
         budget,
-        lambda provider, symbols: store.backfill(provider, symbols, since, on_progress=on_progress),
+        lambda provider, symbols: upkeep.backfill(provider, symbols, since, on_progress=on_progress),
     )
 
 
@@ -180,8 +180,8 @@ def _marketdata(
     user: Any,
     via: str,
     budget: int | None,
-    run: Callable[[store.StoredProvider, list[str]], store.Report],
-) -> store.Report:
+    run: Callable[[store.StoredProvider, list[str]], upkeep.Report],
+) -> upkeep.Report:
     """Run an update or backfill of the default symbols under the source's lock and a request
     budget, then audit it. Raises DataProviderError for a local provider (it keeps no store),
     MarketDataInProgress when another run holds the lock."""
@@ -211,4 +211,4 @@ def marketdata_status(source: DataSource | None = None) -> dict[str, Any]:
     provider = provider_for(source)
     if not isinstance(provider, store.StoredProvider):
         return {"store": "not_applicable", "reason": f"the {source.provider} provider reads local data"}
-    return store.summary(provider.store.key)
+    return upkeep.summary(provider.store.key)

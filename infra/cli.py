@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+P = TypeVar("P", bound=ArgumentParser)
 
 
 def iso_date(value: str) -> date:
@@ -16,7 +18,7 @@ def iso_date(value: str) -> date:
         raise ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from err
 
 
-def one_line_errors(parser: ArgumentParser, command: str) -> ArgumentParser:
+def one_line_errors(parser: P, command: str) -> P:
     """Make ``parser`` report a usage error as one line naming the command's help (exit
     status 2) instead of argparse's usage dump."""
 

@@ -26,10 +26,9 @@ Rules the store keeps:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -38,14 +37,15 @@ from typing import Any, Protocol
 import exchange_calendars
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, Max, Min
+from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from engine.types import Bars, Instrument
+from market import bar_rows
 from market import cache as redis_cache
 from market.models import MarketSource, StoredBar, StoredDay, SymbolCoverage
-from market.providers.base import DataProviderError, ProviderUnavailable, Split, calendar_range, check_lookback
+from market.providers.base import DataProviderError, Split, calendar_range, check_lookback
 from market.providers.resilience import RequestFailed
 
 logger = logging.getLogger(__name__)
@@ -53,13 +53,9 @@ logger = logging.getLogger(__name__)
 SETTLE = timedelta(minutes=15)
 """After a session's close, how long until its bars are final at the provider."""
 DAY_LOCK_SECONDS = 300
-_VALUES = ("open", "high", "low", "close", "volume")
-WRITE_BATCH = 5000
-"""Bars per INSERT statement, about."""
 RANGE_BATCH = 25
 """Symbols per batch of per-ticker requests, written before the next: a stop (budget spent,
 breaker open, worker killed) loses at most one batch's answers."""
-_EPOCH = date(1970, 1, 1)
 
 
 class Remote(Protocol):
@@ -204,18 +200,25 @@ class MarketStore:
         if not wanted or days.size == 0:
             return {}, {}
         source = self.source()
+        missing = self.missing(source, wanted, days)
         # What the provider answers now is adjusted for every split up to its latest day, not
         # only up to this window's: before fetching, the calendar is brought up to the last
         # close and the splits up to its last day are applied, so fetched bars never join
         # stored ones at another level.
-        latest = (self.calendar() if self.missing(source, wanted, days) else calendar)[-1].astype(object)
-        self._apply_splits(source, latest)
-        failures = self.fill(source, wanted, days)
+        checked = source.splits_through
+        self._apply_splits(source, (self.calendar() if missing else calendar)[-1].astype(object))
+        if source.splits_through != checked:  # a split may have dropped a symbol's bars
+            missing = self.missing(source, wanted, days)
+        failures = self._fill_missing(source, missing, days)
         return self.read(source, [s for s in wanted if s not in failures], days), failures
 
     def fill(self, source: MarketSource, symbols: Sequence[str], days: np.ndarray) -> dict[str, str]:
         """Fetch what ``symbols`` lack of ``days``; returns ``{symbol: error}`` of failed fetches."""
-        missing = self.missing(source, symbols, days)
+        return self._fill_missing(source, self.missing(source, symbols, days), days)
+
+    def _fill_missing(
+        self, source: MarketSource, missing: Mapping[str, Sequence[date]], days: np.ndarray
+    ) -> dict[str, str]:
         todo = plan(missing, self.remote.grouped_weight)
         failures: dict[str, str] = {}
         if todo.days:
@@ -251,9 +254,7 @@ class MarketStore:
         if not symbols:
             return {}
         wanted = list(dict.fromkeys(symbols))
-        first, last = days[0].astype(object), days[-1].astype(object)
-        reader = _read_arrays if connection.vendor == "postgresql" else _read_rows  # the two databases supported
-        index, numbers, values = reader(source.pk, wanted, first, last)
+        index, numbers, values = bar_rows.read(source.pk, wanted, days[0].astype(object), days[-1].astype(object))
         if index.size == 0:
             return {}
         dates = numbers.astype("datetime64[D]")
@@ -285,7 +286,7 @@ class MarketStore:
                 symbols = group[at : at + RANGE_BATCH]
                 got, failed = self.remote.fetch_ranges(symbols, lo, hi)
                 failures.update(failed)
-                self._write(source, got.items())
+                bar_rows.write(source.pk, got.items())
                 if final_to is not None:
                     self._cover(source, [s for s in symbols if s not in failed], lo, final_to, known)
         return failures
@@ -316,24 +317,10 @@ class MarketStore:
         got, failed = self.remote.fetch_days(days)
         now = self.clock()
         for day, by_symbol in got.items():
-            self._write(source, by_symbol.items())
+            bar_rows.write(source.pk, by_symbol.items())
             if session_closed(day, now):  # while the session is open the day stays unknown: fetched again
                 StoredDay.objects.update_or_create(source=source, day=day, defaults={"rows": len(by_symbol)})
         return failed
-
-    @staticmethod
-    def _write(source: MarketSource, bars: Iterable[tuple[str, Bars]]) -> int:
-        """Upsert bars, about WRITE_BATCH per statement (a redelivered fetch writes each bar
-        once; a later answer replaces an earlier one). Returns the bars written."""
-        batch: list[tuple[str, Bars]] = []
-        held = written = 0
-        for symbol, b in bars:
-            batch.append((symbol, b))
-            held += len(b)
-            if held >= WRITE_BATCH:
-                written += _upsert(source.pk, batch)
-                batch, held = [], 0
-        return written + (_upsert(source.pk, batch) if batch else 0)
 
     @staticmethod
     def _cover(
@@ -404,101 +391,10 @@ class MarketStore:
         with transaction.atomic():
             held.delete()
             SymbolCoverage.objects.filter(source=source, symbol=split.symbol).delete()
-            self._write(source, got.items())
+            bar_rows.write(source.pk, got.items())
             known_to = _last_closed(calendar, first, through, self.clock())
             if known_to is not None:
                 self._cover(source, [split.symbol], first, known_to, {})
-
-
-Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""Bars read: each one's position in the symbols asked for, its day (days since 1970-01-01) and
-its open, high, low, close and volume (one row each), grouped by symbol and in day order."""
-
-
-def _read_rows(source_id: int, symbols: list[str], first: date, last: date) -> Rows:
-    """SQLite: rows with their day as an integer (no date object per bar), into arrays."""
-    table = StoredBar._meta.db_table
-    marks = ",".join(["%s"] * len(symbols))
-    sql = (
-        f"SELECT symbol, CAST(julianday(day) - 2440587.5 AS INTEGER), open, high, low, close, volume FROM {table} "
-        f"WHERE source_id = %s AND day BETWEEN %s AND %s AND symbol IN ({marks}) ORDER BY symbol, day"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [source_id, first, last, *symbols])
-        rows = cursor.fetchall()
-    position = {symbol: i for i, symbol in enumerate(symbols)}
-    n = len(rows)
-    index = np.fromiter((position[r[0]] for r in rows), np.int64, count=n)
-    values = np.fromiter(itertools.chain.from_iterable(r[1:] for r in rows), np.float64, count=6 * n).reshape(n, 6)
-    return index, values[:, 0].astype(np.int64), values[:, 1:]
-
-
-def _read_arrays(source_id: int, symbols: list[str], first: date, last: date) -> Rows:
-    """PostgreSQL: each column aggregated into one array in its binary form (``array_send``):
-    one row of seven values, read by numpy without an object per bar. One aggregation
-    feeds every row to all seven arrays at once, so they line up; they are sorted here."""
-    table = StoredBar._meta.db_table
-    columns = [
-        "array_send(array_agg(w.k::int4))",
-        "array_send(array_agg(b.day - DATE '1970-01-01'))",
-        *(f"array_send(array_agg(b.{name}))" for name in _VALUES),
-    ]
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {table} b "
-        "JOIN unnest(%s::text[]) WITH ORDINALITY AS w(symbol, k) ON b.symbol = w.symbol "
-        "WHERE b.source_id = %s AND b.day BETWEEN %s AND %s AND b.symbol = ANY(%s::text[])"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [symbols, source_id, first, last, symbols])
-        row = cursor.fetchone()
-    if row is None or row[0] is None:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros((0, 5))
-    index, day, *values = (_binary_array(bytes(a)) for a in row)
-    order = np.lexsort((day, index))
-    return index[order].astype(np.int64) - 1, day[order].astype(np.int64), np.stack(values, axis=1)[order]
-
-
-def _binary_array(data: bytes) -> np.ndarray:
-    """A one-dimensional int4 or float8 array without nulls in PostgreSQL's binary format: five
-    int4 (dimensions, null flag, element type, length, lower bound), then each element's length
-    and value."""
-    width = int.from_bytes(data[20:24], "big") if len(data) > 20 else 4
-    element = np.dtype([("length", ">i4"), ("value", ">i4" if width == 4 else ">f8")])
-    return np.frombuffer(data, dtype=element, offset=20)["value"]
-
-
-_UPSERT = (
-    "INSERT INTO {table} (source_id, symbol, day, open, high, low, close, volume) {rows} "
-    "ON CONFLICT (source_id, symbol, day) DO UPDATE SET open = excluded.open, high = excluded.high, "
-    "low = excluded.low, close = excluded.close, volume = excluded.volume"
-)
-
-
-def _upsert(source_id: int, batch: Sequence[tuple[str, Bars]]) -> int:
-    """One ``INSERT … ON CONFLICT DO UPDATE`` of ``batch``'s bars, without a model instance per
-    bar: on PostgreSQL the columns go as array literals (``unnest``: one statement, eight
-    parameters), on SQLite as ``executemany`` rows."""
-    table = StoredBar._meta.db_table
-    symbols = [symbol for symbol, b in batch for _ in range(len(b))]
-    dates = np.concatenate([b.dates for _, b in batch])
-    values = [np.concatenate([getattr(b, f) for _, b in batch]) for f in _VALUES]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            rows = (
-                "SELECT %s, * FROM unnest(%s::text[], %s::date[], %s::float8[], %s::float8[], %s::float8[],"
-                " %s::float8[], %s::float8[])"
-            )
-            arrays = ["{" + ",".join(map(repr, v.tolist())) + "}" for v in values]
-            days = "{" + ",".join(np.datetime_as_string(dates).tolist()) + "}"
-            cursor.execute(_UPSERT.format(table=table, rows=rows), [source_id, symbols, days, *arrays])
-        else:
-            columns = (v.tolist() for v in values)
-            cursor.executemany(
-                _UPSERT.format(table=table, rows="VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"),
-                list(zip(itertools.repeat(source_id), symbols, np.datetime_as_string(dates).tolist(), *columns)),
-            )
-    return len(symbols)
 
 
 @contextlib.contextmanager
@@ -577,152 +473,3 @@ class StoredProvider:
         self, symbols: Sequence[str], as_of: date, lookback: int
     ) -> tuple[dict[str, Bars], dict[str, str]]:
         return self.store.window(symbols, as_of, lookback)
-
-
-# --- operations: top-up, backfill, coverage ---------------------------------------------------
-
-
-@dataclass
-class Report:
-    """What an update or a backfill did; ``stopped`` says why it ended before the last symbol
-    (what it stored stays stored: run it again to go on)."""
-
-    source: str
-    symbols: int
-    through: str
-    done: int = 0
-    bars_written: int = 0
-    requests: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-    stopped: str = ""
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "symbols": self.symbols,
-            "done": self.done,
-            "through": self.through,
-            "bars_written": self.bars_written,
-            "requests": self.requests,
-            "failed": len(self.failed),
-            "failures": dict(list(self.failed.items())[:20]),
-            "stopped": self.stopped or None,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def update(
-    provider: StoredProvider,
-    symbols: Sequence[str],
-    lookback: int,
-    chunk: int = RANGE_BATCH,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Report:
-    """Top the store up to the latest market day for ``symbols`` (their ``lookback``-day
-    windows), chunk by chunk; ``on_progress(done, total)`` after each chunk."""
-    return _fill(provider, symbols, None, lookback, chunk, on_progress)
-
-
-def backfill(
-    provider: StoredProvider,
-    symbols: Sequence[str],
-    since: date,
-    chunk: int = RANGE_BATCH,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Report:
-    """Fill the store from ``since`` to the latest market day for ``symbols``, ``chunk``
-    symbols at a time (a chunk's bars are written and dropped before the next: it streams)."""
-    return _fill(provider, symbols, since, None, chunk, on_progress)
-
-
-def _fill(
-    provider: StoredProvider,
-    symbols: Sequence[str],
-    since: date | None,
-    lookback: int | None,
-    chunk: int,
-    on_progress: Callable[[int, int], None] | None,
-) -> Report:
-    started = time.perf_counter()
-    store = provider.store
-    calendar = store.calendar()
-    last = calendar[-1].astype(object)
-    days = calendar[calendar >= np.datetime64(since, "D")] if since else calendar[-int(lookback or 1) :]
-    wanted = list(dict.fromkeys(symbols))
-    report = Report(store.key, len(wanted), last.isoformat())
-    if days.size == 0:
-        return report
-    source = store.source()
-    before = StoredBar.objects.filter(source=source).count()
-    try:
-        store._apply_splits(source, last)
-        for at in range(0, len(wanted), chunk):
-            report.failed.update(store.fill(source, wanted[at : at + chunk], days))
-            report.done = min(at + chunk, len(wanted))
-            if on_progress is not None:
-                on_progress(report.done, len(wanted))
-    except ProviderUnavailable as err:  # budget spent, breaker open: what was stored stays
-        report.stopped = str(err)
-    report.bars_written = StoredBar.objects.filter(source=source).count() - before
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-def summary(key: str) -> dict[str, Any]:
-    """One source's symbols, bars, first and last stored day and the calendar's last day, in
-    one aggregate query (``coverage`` also counts the days missing, reading every symbol's span)."""
-    source = MarketSource.objects.filter(key=key).first()
-    if source is None:
-        return {"source": key, "symbols": 0, "bars": 0, "first_day": None, "last_day": None, "calendar_last_day": None}
-    figures = StoredBar.objects.filter(source=source).aggregate(
-        symbols=Count("symbol", distinct=True), bars=Count("id"), first=Min("day"), last=Max("day")
-    )
-    calendar = source.calendar
-    return {
-        "source": key,
-        "symbols": figures["symbols"],
-        "bars": figures["bars"],
-        "first_day": figures["first"].isoformat() if figures["first"] else None,
-        "last_day": figures["last"].isoformat() if figures["last"] else None,
-        "calendar_last_day": (_EPOCH + timedelta(days=calendar[-1])).isoformat() if calendar else None,
-        "calendar_read_at": source.calendar_read_at.isoformat() if source.calendar_read_at else None,
-    }
-
-
-def coverage() -> list[dict[str, Any]]:
-    """Per stored source: symbols, bars, first and last stored day, the calendar's last day,
-    and the market days missing (calendar days within each symbol's stored span without a bar,
-    summed over symbols). Reads the database only."""
-    out = []
-    for source in MarketSource.objects.order_by("key"):
-        calendar = np.array(source.calendar, dtype=np.int64).astype("datetime64[D]")
-        spans = (
-            StoredBar.objects.filter(source=source)
-            .values("symbol")
-            .annotate(first=Min("day"), last=Max("day"), bars=Count("id"))
-        )
-        missing = bars = 0
-        first: date | None = None
-        last: date | None = None
-        for span in spans:
-            lo, hi = np.datetime64(span["first"], "D"), np.datetime64(span["last"], "D")
-            expected = int(np.searchsorted(calendar, hi, side="right") - np.searchsorted(calendar, lo, side="left"))
-            missing += max(0, expected - span["bars"])
-            bars += span["bars"]
-            first = span["first"] if first is None else min(first, span["first"])
-            last = span["last"] if last is None else max(last, span["last"])
-        out.append(
-            {
-                "source": source.key,
-                "symbols": len(spans),
-                "bars": bars,
-                "first_day": first.isoformat() if first else None,
-                "last_day": last.isoformat() if last else None,
-                "days_missing": missing,
-                "calendar_last_day": calendar[-1].astype(object).isoformat() if calendar.size else None,
-                "calendar_read_at": source.calendar_read_at.isoformat() if source.calendar_read_at else None,
-                "splits_through": source.splits_through.isoformat() if source.splits_through else None,
-            }
-        )
-    return out

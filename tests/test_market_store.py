@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from engine.types import Bars
+from market import bar_rows
 from market.models import StoredBar, SymbolCoverage
 from market.providers import PolygonConfig, PolygonProvider
 from market.providers.resilience import Resilience, RetryPolicy
 from market.providers.state_stores import RedisStateStore
 from market.sources import resolve_as_of
-from market.store import MarketStore, StoredProvider, coverage, plan, session_closed
+from market.store import MarketStore, StoredProvider, plan, session_closed
+from market.upkeep import coverage
 from tests.support.fake_polygon import API_KEY, FakePolygon, no_results
 from tests.support.processes import RedisServer
 
@@ -106,8 +108,8 @@ def test_a_later_answer_replaces_a_stored_bar(remote: PolygonProvider, real_bars
     source = provider.store.source()
     first = real_bars["KO"].window(AS_OF, 3)
     later = Bars(first.dates, first.open, first.high, first.low, first.close + 1.0, first.volume * 2)
-    assert provider.store._write(source, [("KO", first)]) == 3
-    assert provider.store._write(source, [("KO", later)]) == 3
+    assert bar_rows.write(source.pk, [("KO", first)]) == 3
+    assert bar_rows.write(source.pk, [("KO", later)]) == 3
     stored_bars = StoredBar.objects.filter(source=source, symbol="KO").order_by("day")
     assert [b.close for b in stored_bars] == later.close.tolist()
     assert [b.volume for b in stored_bars] == later.volume.tolist()

@@ -13,12 +13,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from cache_admin.services import MarketDataInProgress, marketdata_backfill, marketdata_update
 from engine.config import ConfigError
 from infra.cli import iso_date, one_line_errors
-from market import store
+from market import store, upkeep
 from market.providers import DataProviderError
 from market.sources import DataSource, provider_for
 
 
-class Progress:
+class ProgressLine:
     """``done/total symbols`` on stderr: rewritten in place on a terminal, a line per step otherwise."""
 
     def __init__(self, what: str) -> None:
@@ -37,7 +37,7 @@ class Command(BaseCommand):
     help = "The market data store: its coverage (status), a top-up now (update), a backfill from a date."
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        return one_line_errors(super().create_parser(prog_name, subcommand, **kwargs), "marketdata")  # type: ignore[return-value]
+        return one_line_errors(super().create_parser(prog_name, subcommand, **kwargs), "marketdata")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="{status,update,backfill}")
@@ -67,9 +67,10 @@ class Command(BaseCommand):
             )
         try:
             if opts["action"] == "update":
-                report = marketdata_update(None, "cli", opts["budget"], Progress("update"), source)
+                report = marketdata_update(None, "cli", opts["budget"], ProgressLine("update"), source)
             else:
-                report = marketdata_backfill(opts["since"], None, "cli", opts["budget"], Progress("backfill"), source)
+                progress = ProgressLine("backfill")
+                report = marketdata_backfill(opts["since"], None, "cli", opts["budget"], progress, source)
         except MarketDataInProgress as err:
             raise CommandError(f"{err}; wait for it to finish (manage.py marketdata status shows the store)") from err
         except (ConfigError, DataProviderError) as err:
@@ -83,7 +84,7 @@ class Command(BaseCommand):
         except DataProviderError as err:
             raise CommandError(str(err)) from err
 
-    def _report(self, report: store.Report) -> None:
+    def _report(self, report: upkeep.Report) -> None:
         self.stdout.write(
             f"{report.source}: {report.done}/{report.symbols} symbols through {report.through},"
             f" {report.bars_written} bars written, {report.requests} requests, {report.seconds:.1f} s"
@@ -99,7 +100,7 @@ class Command(BaseCommand):
             raise CommandError(f"{len(report.failed)} symbols could not be fetched; run it again to retry them")
 
     def _status(self, as_json: bool) -> None:
-        sources = store.coverage()
+        sources = upkeep.coverage()
         if as_json:
             self.stdout.write(json.dumps({"sources": sources}, indent=2))
             return
