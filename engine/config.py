@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+from engine.errors import ConfigError
+from engine.screens.screen import Screen, screen_of
+
+__all__ = ["MAX_LOOKBACK_DAYS", "RANGES", "ConfigError", "ScanConfig"]
+
 MAX_LOOKBACK_DAYS = 5000
 # The allowed range of every numeric option, inclusive (the API's schema shows the same).
 RANGES: dict[str, tuple[float, float]] = {
@@ -21,22 +26,14 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid. ``field`` names it; the message is one line."""
-
-    def __init__(self, field_name: str, message: str, suggestions: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.field = field_name
-        self.suggestions = suggestions or []
-
-
 @dataclass(frozen=True)
 class ScanConfig:
     """What to scan and how to plan trades.
 
     ``lookback_days`` counts trading days (bars) of history ending at ``as_of``; ``as_of=None``
     means the provider's latest market date. ``risk_pct`` is a fraction of ``account_size``
-    risked per trade (0.01 = 1%).
+    risked per trade (0.01 = 1%). ``filter``, ``rank_by`` and ``order`` are the screen
+    (docs/screens.md): empty filter matches every symbol, empty rank_by keeps the default ranking.
     """
 
     universe: str = "default"
@@ -51,6 +48,9 @@ class ScanConfig:
     target_rr: float = 2.0
     min_price: float = 5.0
     min_dollar_volume: float = 1_000_000.0
+    filter: str = ""
+    rank_by: str = ""
+    order: str = "desc"
 
     def __post_init__(self) -> None:
         if self.universe != "default":
@@ -65,6 +65,12 @@ class ScanConfig:
             raise ConfigError("lookback_days", f"lookback_days must be between {low:g} and {high:g}")
         for name in ("min_tech_rating", "account_size", "risk_pct", "target_rr", "min_price", "min_dollar_volume"):
             _check_range(name, getattr(self, name), *RANGES[name])
+        self.screen  # noqa: B018 - parses and checks the screen: raises ScreenError
+
+    @property
+    def screen(self) -> Screen | None:
+        """The parsed screen (None without filter and rank_by); parsing is cached."""
+        return screen_of(self.filter, self.rank_by, self.order)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

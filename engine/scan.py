@@ -22,7 +22,9 @@ from engine.indicators import MIN_HISTORY, IndicatorSet, compute_indicators
 from engine.panel import Panel, build_panel
 from engine.plan import trade_plan
 from engine.quality import validate_panel
-from engine.scoring import WEIGHTS, score
+from engine.scoring import WEIGHTS, Scores, score
+from engine.screens.screen import Screen, evaluate_chunk, rank_value
+from engine.screens.series import Benchmark, Source
 from engine.types import Bars, Instrument
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ SKIP_REASONS = (
     "illiquid",
     "bad_data",
     "below_min_rating",
+    "not_matched",
     "error",
     "cancelled",
 )
@@ -47,7 +50,7 @@ INDICATOR_FIELDS = (
 ROW_FIELDS = (
     "symbol", "name", "sector", "as_of", "close", "tech_rating", "signal", *INDICATOR_FIELDS, "subscores",
     "alpha_5d", "alpha_10d", "entry", "stop", "target", "reward_risk", "position_size", "flags",
-    "quality_flags", "risk_flags",
+    "quality_flags", "risk_flags", "screen",
 )  # fmt: skip
 
 
@@ -63,8 +66,12 @@ class Skip:
 
 @dataclass
 class BatchOutput:
+    """Rows and skips; ``strengths``: each eligible symbol's relative strength score, kept only
+    when the screen uses ``rs_rating`` (finalization ranks them across the scan)."""
+
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    strengths: dict[str, float | None] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[int, str], None]
@@ -79,6 +86,7 @@ def scan_batch(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     alpha: AlphaFit | None = None,
+    benchmark: Benchmark | None = None,
 ) -> BatchOutput:
     """Scan ``instruments`` whose windowed bars (ending on or before ``as_of``) are in ``bars``.
 
@@ -113,7 +121,7 @@ def scan_batch(
                 Skip(i.symbol, "cancelled", "scan cancelled before this symbol") for i, _ in eligible[start:]
             )
             break
-        _scan_chunk(chunk, config, as_of, calendar, out, alpha)
+        _scan_chunk(chunk, config, as_of, calendar, out, alpha, benchmark)
         done += len(chunk)
         if on_progress is not None:
             on_progress(done, chunk[-1][0].symbol)
@@ -127,12 +135,13 @@ def _scan_chunk(
     calendar: np.ndarray | None,
     out: BatchOutput,
     alpha: AlphaFit | None = None,
+    benchmark: Benchmark | None = None,
 ) -> None:
     # The chunk's outcomes are merged only when the whole chunk succeeded, so retrying its
     # symbols one by one after a failure cannot record any of them twice.
     chunk_out = BatchOutput()
     try:
-        _scan_panel(chunk, config, as_of, calendar, chunk_out, alpha)
+        _scan_panel(chunk, config, as_of, calendar, chunk_out, alpha, benchmark)
     except Exception:
         if len(chunk) == 1:
             inst = chunk[0][0]
@@ -141,10 +150,11 @@ def _scan_chunk(
             return
         logger.exception("scanning a chunk of %d symbols failed; retrying them one by one", len(chunk))
         for item in chunk:
-            _scan_chunk([item], config, as_of, calendar, out, alpha)
+            _scan_chunk([item], config, as_of, calendar, out, alpha, benchmark)
         return
     out.rows.extend(chunk_out.rows)
     out.skipped.extend(chunk_out.skipped)
+    out.strengths.update(chunk_out.strengths)
 
 
 def _scan_panel(
@@ -154,43 +164,30 @@ def _scan_panel(
     calendar: np.ndarray | None,
     out: BatchOutput,
     alpha: AlphaFit | None,
+    benchmark: Benchmark | None,
 ) -> None:
     panel = build_panel([b for _, b in chunk])
     quality = validate_panel(panel, calendar)
     ind = compute_indicators(panel)
     scores = score(ind)
     alphas = _alphas(alpha, panel, [inst.sector for inst, _ in chunk])
+    screen = config.screen
+    screened = evaluate_chunk(screen, _source(panel, ind, scores, alphas, benchmark)) if screen else None
     last_dates = panel.dates[panel.rows, panel.lengths - 1]
     stale = np.busday_count(last_dates, np.datetime64(as_of, "D")) > STALE_BUSINESS_DAYS
     for i, (inst, _) in enumerate(chunk):
         symbol = inst.symbol
-        close = float(ind.close[i])
-        if quality.bad[i]:
-            out.skipped.append(Skip(symbol, "bad_data", quality.bad_detail[i] or "invalid bar values"))
-        elif not math.isfinite(float(scores.tech_rating[i])):
-            undefined = sorted(name for name, z in scores.z.items() if not math.isfinite(float(z[i])))
-            out.skipped.append(
-                Skip(symbol, "bad_data", f"indicators undefined ({', '.join(undefined)}); flat or empty prices?")
-            )
-        elif close < config.min_price:
-            out.skipped.append(Skip(symbol, "below_min_price", f"close {close:.2f} < min_price {config.min_price:g}"))
-        elif float(ind.dollar_volume_20[i]) < config.min_dollar_volume:
-            out.skipped.append(
-                Skip(
-                    symbol,
-                    "illiquid",
-                    f"20-day dollar volume {ind.dollar_volume_20[i]:,.0f}"
-                    f" < min_dollar_volume {config.min_dollar_volume:,.0f}",
-                )
-            )
-        elif float(scores.tech_rating[i]) < config.min_tech_rating:
-            out.skipped.append(
-                Skip(
-                    symbol,
-                    "below_min_rating",
-                    f"tech_rating {scores.tech_rating[i]:.1f} < min_tech_rating {config.min_tech_rating:g}",
-                )
-            )
+        ineligible = _ineligible(symbol, i, quality.bad[i], quality.bad_detail[i], ind, scores, config)
+        if ineligible is not None:
+            out.skipped.append(ineligible)
+            continue
+        if screened is not None and screened.strength is not None:
+            out.strengths[symbol] = _number(screened.strength[i])
+        if float(scores.tech_rating[i]) < config.min_tech_rating:
+            detail = f"tech_rating {scores.tech_rating[i]:.1f} < min_tech_rating {config.min_tech_rating:g}"
+            out.skipped.append(Skip(symbol, "below_min_rating", detail))
+        elif screened is not None and screened.matched[i] != 1.0:
+            out.skipped.append(Skip(symbol, "not_matched", screened.failure(i)))
         else:
             quality_flags = list(quality.flags[i])
             if stale[i]:
@@ -207,8 +204,42 @@ def _scan_panel(
                     quality_flags,
                     config,
                     alphas[i],
+                    screened.values(i) if screened is not None else {},
                 )
             )
+
+
+def _ineligible(
+    symbol: str, i: int, bad: bool, bad_detail: str | None, ind: IndicatorSet, scores: Scores, config: ScanConfig
+) -> Skip | None:
+    """Why row ``i`` is not eligible (bad data, undefined indicators, a price or liquidity floor)."""
+    close = float(ind.close[i])
+    if bad:
+        return Skip(symbol, "bad_data", bad_detail or "invalid bar values")
+    if not math.isfinite(float(scores.tech_rating[i])):
+        undefined = sorted(name for name, z in scores.z.items() if not math.isfinite(float(z[i])))
+        return Skip(symbol, "bad_data", f"indicators undefined ({', '.join(undefined)}); flat or empty prices?")
+    if close < config.min_price:
+        return Skip(symbol, "below_min_price", f"close {close:.2f} < min_price {config.min_price:g}")
+    if float(ind.dollar_volume_20[i]) < config.min_dollar_volume:
+        return Skip(
+            symbol,
+            "illiquid",
+            f"20-day dollar volume {ind.dollar_volume_20[i]:,.0f} < min_dollar_volume {config.min_dollar_volume:,.0f}",
+        )
+    return None
+
+
+def _source(
+    panel: Panel, ind: IndicatorSet, scores: Scores, alphas: Sequence[Alphas], benchmark: Benchmark | None
+) -> Source:
+    """The screen's fields over the chunk: on the last bar, the very values of the rows."""
+    last: dict[str, np.ndarray] = {name: getattr(ind, name) for name in (*INDICATOR_FIELDS, "close", "volume_ratio")}
+    last["tech_rating"] = scores.tech_rating
+    last.update({f"{name}_score": scores.subscores[name] for name in WEIGHTS})
+    for name in ("alpha_5d", "alpha_10d"):
+        last[name] = np.array([np.nan if getattr(a, name) is None else getattr(a, name) for a in alphas])
+    return Source(panel, last, benchmark)
 
 
 def _row(
@@ -222,6 +253,7 @@ def _row(
     quality_flags: list[str],
     config: ScanConfig,
     alpha: Alphas,
+    screen_values: dict[str, Any],
 ) -> dict[str, Any]:
     """The result row; ``flags`` is ``quality_flags`` (the data's, ``kind:date``) then
     ``risk_flags`` (the setup's and the plan's, and why an alpha is empty)."""
@@ -258,6 +290,7 @@ def _row(
         "flags": [*quality_flags, *flags],
         "quality_flags": quality_flags,
         "risk_flags": flags,
+        "screen": {"values": screen_values, "rank": None},
     }
 
 
@@ -291,9 +324,27 @@ def _alphas(alpha: AlphaFit | None, panel: Panel, sectors: Sequence[str]) -> lis
 
 
 def rank_rows(
-    rows: Sequence[dict[str, Any]], blend: Mapping[str, Mapping[str, float]] | None = None
+    rows: Sequence[dict[str, Any]],
+    blend: Mapping[str, Mapping[str, float]] | None = None,
+    screen: Screen | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows ordered best first: by ranking score descending (the TechRating plus the alpha
-    blend of ``blend``, see ``engine.alpha.ranking_score``; without a blend the
-    TechRating alone), then TechRating descending, then symbol."""
-    return sorted(rows, key=lambda r: (-ranking_score(r, blend), -r["tech_rating"], r["symbol"]))
+    """Rows ordered best first, each with ``screen.rank`` its place (1 is first).
+
+    With the screen's ``rank_by``: by its value in ``order`` (undefined values last); ties, and
+    every row without one, by ranking score descending (the TechRating plus the alpha blend of
+    ``blend``, see ``engine.alpha.ranking_score``; without a blend the TechRating alone), then
+    TechRating descending, then symbol. Returns new row dicts; ``rows`` are not modified."""
+    sign = -1.0 if screen is None or screen.order == "desc" else 1.0
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        value = rank_value(screen, r)
+        return (
+            value is None,
+            sign * value if value is not None else 0.0,
+            -ranking_score(r, blend),
+            -r["tech_rating"],
+            r["symbol"],
+        )
+
+    ranked = sorted(rows, key=key)
+    return [{**r, "screen": {**(r.get("screen") or {"values": {}}), "rank": i}} for i, r in enumerate(ranked, 1)]

@@ -89,13 +89,22 @@ def subscore_z(ind: IndicatorSet) -> dict[str, np.ndarray]:
     return {name: _clip(value) for name, value in raw.items()}
 
 
+def rating_of(z: dict[str, np.ndarray]) -> np.ndarray:
+    """The TechRating (0-100, one decimal) of clipped sub-score z values of any shape."""
+    composite = sum(WEIGHTS[name] * z[name] for name in WEIGHTS)
+    return np.round(100.0 * _logistic(RATING_GAIN * np.asarray(composite)), 1)
+
+
+def subscores_of(z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each sub-score (0-100, one decimal) of its clipped z."""
+    return {name: np.round(100.0 * _logistic(value), 1) for name, value in z.items()}
+
+
 def score(ind: IndicatorSet) -> Scores:
     """Sub-scores (0-100), TechRating (0-100, one decimal) and signal for every row."""
     z = subscore_z(ind)
-    composite = sum(WEIGHTS[name] * z[name] for name in WEIGHTS)
-    rating = np.round(100.0 * _logistic(RATING_GAIN * np.asarray(composite)), 1)
-    subscores = {name: np.round(100.0 * _logistic(value), 1) for name, value in z.items()}
-    return Scores(z=z, subscores=subscores, tech_rating=rating, signal=[signal_for(r) for r in rating])
+    rating = rating_of(z)
+    return Scores(z=z, subscores=subscores_of(z), tech_rating=rating, signal=[signal_for(r) for r in rating])
 
 
 def signal_for(rating: float) -> str:

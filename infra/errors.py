@@ -108,6 +108,17 @@ def scan_not_found(scan_id: Any) -> ApiError:
     )
 
 
+def screen_not_found(screen_id: Any) -> ApiError:
+    """The answer for a saved screen that does not exist or is not the caller's."""
+    return ApiError(
+        "SCREEN_NOT_FOUND",
+        f"No saved screen {screen_id} among your screens.",
+        status.HTTP_404_NOT_FOUND,
+        ["GET /api/screens/ lists your screens"],
+        {"screen_id": str(screen_id)},
+    )
+
+
 def not_authenticated(message: str = "Authentication credentials were missing or invalid.") -> ApiError:
     return ApiError(
         "NOT_AUTHENTICATED",

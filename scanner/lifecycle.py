@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from django.utils import timezone
 from engine import ENGINE_VERSION
 from engine.config import ScanConfig
 from engine.scan import Skip
+from engine.screens.screen import cross_section
 from engine.types import Instrument
 from infra import metrics as recorded
 from market.providers import DataProviderError, MarketDataProvider
@@ -36,8 +37,8 @@ from market.sources import DataSource, provider_calls, provider_for
 from progress import store
 from progress.tracker import STAGES
 from scanner.alphas import scan_alpha_metrics
-from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, SkipReason
-from scanner.steps import outcome_metrics
+from scanner.models import TERMINAL_STATUSES, Scan, ScanResult, ScanSkip, ScanStatus, ScanStrength, SkipReason
+from scanner.steps import outcome_metrics, screen_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +163,15 @@ def batch_instruments(scan: Scan, index: int, n_batches: int) -> list[Instrument
     return universe[start:end]
 
 
-def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Sequence[Skip]) -> None:
-    """Persist one batch's rows and skips; a second write of the same symbols changes nothing,
-    and a symbol that already has an outcome of the other kind keeps that one.
+def record_outcomes(
+    scan_id: Any,
+    rows: Sequence[dict[str, Any]],
+    skipped: Sequence[Skip],
+    strengths: Mapping[str, float | None] | None = None,
+) -> None:
+    """Persist one batch's rows, skips and relative strength scores (``BatchOutput.strengths``);
+    a second write of the same symbols changes nothing, and a symbol that already has an outcome
+    of the other kind keeps that one.
 
     Plain ``INSERT … ON CONFLICT DO NOTHING`` through ``executemany``: on this, the hottest
     write of a scan, ``bulk_create`` is slower on both databases.
@@ -192,6 +199,11 @@ def record_outcomes(scan_id: Any, rows: Sequence[dict[str, Any]], skipped: Seque
                 _insert_ignoring_conflicts(ScanSkip, ("scan_id", "symbol", "reason", "detail")),
                 [(scan_key, s.symbol, s.reason, s.detail) for s in skipped],
             )
+        if strengths:
+            cursor.executemany(
+                _insert_ignoring_conflicts(ScanStrength, ("scan_id", "symbol", "score")),
+                [(scan_key, symbol, score) for symbol, score in strengths.items()],
+            )
 
 
 def _with_outcome(model: type[ScanResult] | type[ScanSkip], scan_id: Any, symbols: Sequence[str]) -> set[str]:
@@ -215,15 +227,49 @@ def record_without_outcome(scan_id: Any, symbols: Sequence[str], reason: str, de
     return len(missing)
 
 
+def apply_cross_section(scan: Scan) -> int:
+    """The screen's clauses and ranking that use ``rs_rating``, over the scan's eligible symbols
+    recorded so far (``engine.screens.screen.cross_section``): rows they reject become
+    ``not_matched`` skips, the others get their rs_rating values. Returns how many were
+    rejected; a second call finds nothing more to do."""
+    screen = config_of(scan).screen
+    if screen is None or not screen.needs_strength:
+        return 0
+    with transaction.atomic():
+        results = list(ScanResult.objects.select_for_update().filter(scan_id=scan.id).order_by("symbol"))
+        strengths = dict(ScanStrength.objects.filter(scan_id=scan.id).values_list("symbol", "score"))
+        kept, rejected = cross_section(screen, [r.row for r in results], strengths)
+        by_symbol = {r.symbol: r for r in results}
+        updated = []
+        for row in kept:
+            result = by_symbol[row["symbol"]]
+            if result.row != row:
+                result.row = row
+                updated.append(result)
+        ScanResult.objects.bulk_update(updated, ["row"], batch_size=500)
+        if rejected:
+            ScanResult.objects.filter(scan_id=scan.id, symbol__in=[r.symbol for r in rejected]).delete()
+            ScanSkip.objects.bulk_create(
+                [
+                    ScanSkip(scan_id=scan.id, symbol=r.symbol, reason=SkipReason.NOT_MATCHED, detail=r.detail)
+                    for r in rejected
+                ],
+                ignore_conflicts=True,
+            )
+    return len(rejected)
+
+
 def finish(scan_id: Any) -> Scan | None:
     """running → completed (or cancelled when a cancel was requested), once.
 
     Every universe symbol without an outcome is skipped: ``cancelled`` after a cancel,
-    otherwise ``error`` (its batch was lost). Metrics are computed here.
+    otherwise ``error`` (its batch was lost). The screen's cross-sectional clauses are applied
+    (``apply_cross_section``). Metrics are computed here.
     """
     scan = Scan.objects.filter(id=scan_id).first()
     if scan is None or scan.is_finished:
         return scan
+    apply_cross_section(scan)
     symbols = [i.symbol for i in universe_of(scan)]
     lost = 0
     if scan.cancel_requested:
@@ -285,6 +331,7 @@ def fail(scan_id: Any, code: str, message: str) -> bool:
         ):
             return False
         scan = Scan.objects.get(id=scan_id)
+        apply_cross_section(scan)
         detail = f"not scanned: the scan failed ({code}: {message[:FAILURE_DETAIL_CHARS]})"
         accounted = record_without_outcome(scan_id, [i.symbol for i in universe_of(scan)], SkipReason.ERROR, detail)
         metrics = metrics_of(scan, unscanned_errors=accounted)
@@ -341,6 +388,7 @@ def metrics_of(scan: Scan, unscanned_errors: int = 0) -> dict[str, Any]:
         "batch_size": scan.batch_size,
         "batches": scan.n_batches,
         "alpha": scan_alpha_metrics(scan),
+        "screen": screen_metrics(config_of(scan), scan.benchmark.get("label") if scan.benchmark else None),
         "cache": progress["cache"] if progress else {"hits": None, "misses": None, "hit_rate": None, "available": None},
         "data_provider_calls": _provider_calls(scan),
         "eta_accuracy": store.eta_accuracy(

@@ -38,6 +38,7 @@ class SkipReason(models.TextChoices):
     ILLIQUID = "illiquid"
     BAD_DATA = "bad_data"
     BELOW_MIN_RATING = "below_min_rating"
+    NOT_MATCHED = "not_matched"
     ERROR = "error"
     CANCELLED = "cancelled"
 
@@ -82,6 +83,17 @@ class Scan(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last progress; the watchdog reads it")
+    screen = models.ForeignKey(
+        "Screen",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="scans",
+        help_text="the saved screen it ran (its text as it ran is in config)",
+    )
+    benchmark = models.JSONField(
+        default=dict, blank=True, help_text="the rs_* fields' benchmark {label, dates, levels}, once computed"
+    )
 
     class Meta:
         ordering = ("-created_at",)
@@ -139,6 +151,42 @@ class ScanSkip(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol}: {self.reason}"
+
+
+class ScanStrength(models.Model):
+    """An eligible symbol's relative strength score, recorded when the screen uses ``rs_rating``
+    (finalization ranks them across the scan); ``score`` None when undefined."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="strengths")
+    symbol = models.CharField(max_length=32)
+    score = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("scan", "symbol"), name="one_strength_per_scan_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol}: {self.score}"
+
+
+class Screen(models.Model):
+    """A user's saved screen: a filter, a ranking and scan options (docs/screens.md)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="screens")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=2000)
+    filter = models.TextField(blank=True)
+    rank_by = models.TextField(blank=True)
+    order = models.CharField(max_length=4, choices=[("desc", "desc"), ("asc", "asc")], default="desc")
+    options = models.JSONField(default=dict, blank=True, help_text="scan options: sectors, min_price, ...")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("owner", "name"), name="one_screen_name_per_owner")]
+        ordering = ("name", "id")
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ScanAlpha(models.Model):

@@ -16,9 +16,17 @@ from engine import ENGINE_VERSION
 from engine.alpha import TrainedAlpha, no_model_metrics
 from engine.config import ScanConfig
 from engine.scan import Skip, rank_rows, scan_batch
+from engine.screens.screen import cross_section
 from market.providers import MarketDataProvider
 from progress.tracker import ProgressTracker
-from scanner.steps import fetch_bars, load_universe, outcome_metrics, with_fetch_errors
+from scanner.steps import (
+    fetch_bars,
+    load_universe,
+    outcome_metrics,
+    scan_benchmark,
+    screen_metrics,
+    with_fetch_errors,
+)
 
 
 @dataclass
@@ -53,8 +61,12 @@ def run_scan(
     tracker: ProgressTracker,
     on_update: Callable[[ProgressTracker], None] | None = None,
     alpha: TrainedAlpha | None = None,
+    benchmark_symbol: str = "",
 ) -> ScanReport:
     """Run every stage here; ``on_update`` is called after each tracker change.
+
+    ``benchmark_symbol`` (TECHNIC_BENCHMARK) is the rs_* fields' benchmark where the source
+    has it; otherwise they measure against the equal-weighted universe.
 
     ``alpha`` is the model the caller chose for this scan's data and as_of (its cut-off on or
     before as_of); without one the alpha fields stay empty and the ranking is by TechRating.
@@ -94,16 +106,29 @@ def run_scan(
         tracker.advance("symbol_scanning", done, f"Scanning {symbol} ({done}/{total})")
         notify()
 
+    screen = config.screen
+    benchmark = None
+    if screen is not None and screen.needs_benchmark:
+        benchmark = scan_benchmark(benchmark_symbol, provider, as_of, config.lookback_days, lambda: bars)
     batch = scan_batch(
-        instruments, bars, config, as_of, provider.calendar(), on_progress=scanned, alpha=alpha.fit if alpha else None
+        instruments,
+        bars,
+        config,
+        as_of,
+        provider.calendar(),
+        on_progress=scanned,
+        alpha=alpha.fit if alpha else None,
+        benchmark=benchmark,
     )
     tracker.complete_stage("symbol_scanning")
     notify()
 
     tracker.start_stage("finalization", 1, "Ranking results")
     notify()
-    rows = rank_rows(batch.rows, alpha.blend if alpha else None)
-    skipped = sorted(with_fetch_errors(batch.skipped, failures), key=lambda s: s.symbol)
+    rows, rejected = cross_section(screen, batch.rows, batch.strengths) if screen else (batch.rows, [])
+    rows = rank_rows(rows, alpha.blend if alpha else None, screen)
+    skipped = [*batch.skipped, *(Skip(r.symbol, "not_matched", r.detail) for r in rejected)]
+    skipped = sorted(with_fetch_errors(skipped, failures), key=lambda s: s.symbol)
     tracker.complete_stage("finalization", f"{len(rows)} results, {len(skipped)} skipped")
     tracker.finish("completed")
     notify()
@@ -116,5 +141,6 @@ def run_scan(
         **outcome_metrics(total, len(rows), by_reason, seconds if seconds > 0 else None),
         "stage_seconds": {name: stage["seconds"] for name, stage in tracker.snapshot()["stages"].items()},
         "alpha": alpha.metrics() if alpha else no_model_metrics(as_of),
+        "screen": screen_metrics(config, benchmark.label if benchmark else None),
     }
     return ScanReport(config, as_of, provider.name, provider.synthetic, "completed", rows, skipped, metrics)

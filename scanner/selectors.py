@@ -26,7 +26,7 @@ def ranked_rows(scan: Scan) -> list[dict[str, Any]]:
 
     def load() -> list[dict[str, Any]]:
         rows = [r.row for r in scan.results.order_by("-tech_rating", "symbol")]
-        return rank_rows(rows, (scan.metrics.get("alpha") or {}).get("blend"))
+        return rank_rows(rows, (scan.metrics.get("alpha") or {}).get("blend"), config_of(scan).screen)
 
     if scan.status not in (ScanStatus.COMPLETED, ScanStatus.CANCELLED):
         return load()
@@ -151,8 +151,16 @@ def scan_manifest(scan: Scan, rows: list[dict[str, Any]], server_paths: bool = F
             "universe_path": shown(scan.universe_path),
         },
         "as_of": scan.as_of,
+        "screen": _manifest_screen(scan),
         "last_bar": {row["symbol"]: row["as_of"] for row in rows},
     }
+
+
+def _manifest_screen(scan: Scan) -> dict[str, Any]:
+    """The screen as it ran (its text from the config, so editing a saved screen later changes
+    nothing here) and the saved screen it came from."""
+    config = config_of(scan)
+    return {"filter": config.filter, "rank_by": config.rank_by, "order": config.order, "screen_id": scan.screen_id}
 
 
 def scan_diff(scan: Scan, other: Scan) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from infra import metrics
 from market.sources import DataSource, provider_for
 from progress import store
 from scanner import lifecycle, runtime
-from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus
+from scanner.models import TERMINAL_STATUSES, Scan, ScanStatus, Screen
 from scanner.steps import load_universe
 from scanner.workflow import build_workflow
 
@@ -43,13 +43,15 @@ def scan_create(
     source: DataSource | None = None,
     batch_size: int | None = None,
     max_active: int | None = None,
+    screen: Screen | None = None,
 ) -> Scan:
     """Validate ``config`` against the universe, record a pending scan and enqueue its workflow
     once the transaction commits.
 
     Raises ConfigError (unknown sector or symbol, as_of outside the data) or
     DataProviderError, and TooManyActiveScans when ``owner`` already has ``max_active``
-    unfinished scans, before anything is recorded or enqueued.
+    unfinished scans, before anything is recorded or enqueued. ``screen`` is the saved screen
+    the config's filter and ranking came from (recorded; its text as it ran is in the config).
     """
     source = source or DataSource.from_settings()
     provider = provider_for(source)
@@ -78,6 +80,7 @@ def scan_create(
             batch_size=size,
             n_batches=max(1, math.ceil(len(instruments) / size)),
             heartbeat_at=timezone.now(),
+            screen=screen,
         )
         transaction.on_commit(lambda: scan_start(scan))
     return scan

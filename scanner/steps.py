@@ -9,8 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from engine.config import ScanConfig
 from engine.scan import SKIP_REASONS, Skip
+from engine.screens.series import Benchmark, equal_weight_index
 from engine.types import Bars, Instrument
 from engine.universe import select_universe
 from market.providers import MarketDataProvider
@@ -47,6 +50,41 @@ def fetch_bars(
     return bars, failures
 
 
+def scan_benchmark(
+    symbol: str,
+    provider: MarketDataProvider,
+    as_of: date,
+    lookback: int,
+    universe_bars: Callable[[], Mapping[str, Bars]],
+) -> Benchmark:
+    """The rs_* fields' benchmark: ``symbol``'s closes when it is set and the source has at
+    least two of its bars, else the equal-weighted index of ``universe_bars()``. Its label says
+    which (and why the symbol was not used)."""
+    why = "TECHNIC_BENCHMARK is not set"
+    if symbol:
+        bars, _ = bars_and_failures(provider, [symbol], as_of, lookback)
+        found = bars.get(symbol)
+        if found is not None and len(found) >= 2:
+            return Benchmark(found.dates, found.close, symbol)
+        why = f"{symbol} has no bars in the source"
+    closes = {s: (b.dates, b.close) for s, b in universe_bars().items()}
+    return equal_weight_index(closes, f"equal-weighted universe of {len(closes)} symbols ({why})")
+
+
+def benchmark_json(benchmark: Benchmark) -> dict[str, Any]:
+    return {
+        "label": benchmark.label,
+        "dates": [str(d) for d in benchmark.dates],
+        "levels": [float(v) for v in benchmark.levels],
+    }
+
+
+def benchmark_from_json(data: Mapping[str, Any]) -> Benchmark:
+    return Benchmark(
+        np.array(data["dates"], dtype="datetime64[D]"), np.array(data["levels"], dtype=float), data["label"]
+    )
+
+
 def with_fetch_errors(skipped: Sequence[Skip], failures: Mapping[str, str]) -> list[Skip]:
     """A ``no_data`` skip of a symbol whose fetch failed says why (the engine only knows the
     bars are missing)."""
@@ -71,3 +109,12 @@ def outcome_metrics(
         "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
         "symbols_per_second": round(requested / elapsed, 1) if elapsed else None,
     }
+
+
+def screen_metrics(config: ScanConfig, benchmark: str | None) -> dict[str, Any] | None:
+    """What the scan's metrics say of its screen: its text as it ran and the rs_* benchmark
+    (None when no field used one); None without a screen."""
+    screen = config.screen
+    if screen is None:
+        return None
+    return {**screen.as_dict(), "benchmark": benchmark}

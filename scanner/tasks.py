@@ -28,6 +28,7 @@ from market.sources import FETCH_CHUNK, DataSource, instruments_for, provider_re
 from progress import store
 from scanner import lifecycle, recovery, runtime, steps
 from scanner.alphas import scan_alpha
+from scanner.benchmarks import scan_benchmark_of
 from scanner.models import Scan, SkipReason
 from scanner.workflow import build_workflow
 
@@ -140,6 +141,10 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         with _remote_calls(context.source, scan):
             fetched, failures = bars_and_failures(provider, missed, scan.as_of, config.lookback_days)
         bars.update(fetched)
+    benchmark = None
+    if config.screen is not None and config.screen.needs_benchmark:
+        with _remote_calls(context.source, scan):
+            benchmark = scan_benchmark_of(scan, context)
     reported = 0
 
     def progressed(done: int, symbol: str) -> None:
@@ -156,12 +161,13 @@ def scan_batch(scan_id: str, index: int, n_batches: int) -> dict[str, Any]:
         on_progress=progressed,
         should_stop=lambda: runtime.is_cancelled(scan_id),
         alpha=model.fit if model else None,
+        benchmark=benchmark,
     )
     # Reported before the rows are written: progress rebuilt from the database (after Redis lost
     # it) counts written rows, and this batch must not then count again.
     if len(instruments) > reported:  # symbols skipped after the engine's last report (cancelled)
         store.batch_advanced(scan_id, "symbol_scanning", index, len(instruments))
-    lifecycle.record_outcomes(scan_id, out.rows, steps.with_fetch_errors(out.skipped, failures))
+    lifecycle.record_outcomes(scan_id, out.rows, steps.with_fetch_errors(out.skipped, failures), out.strengths)
     return {"index": index, "state": "done", "results": len(out.rows), "skipped": len(out.skipped)}
 
 

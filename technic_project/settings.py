@@ -209,6 +209,9 @@ TECHNIC_UNIVERSE_PATH = env_str("TECHNIC_UNIVERSE_PATH", "") or None
 TECHNIC_DEMO_SYMBOLS = env_int("TECHNIC_DEMO_SYMBOLS", 500, minimum=11)
 # Symbols per scan_batch task (1 = one task per symbol); see docs/benchmarks.md.
 TECHNIC_BATCH_SIZE = env_int("TECHNIC_BATCH_SIZE", 256, minimum=1)
+# The rs_* fields' benchmark symbol (e.g. SPY); empty, or absent from the source: the
+# equal-weighted index of the scan's universe (docs/screens.md).
+TECHNIC_BENCHMARK = env_str("TECHNIC_BENCHMARK", "").strip().upper()
 # A batch redelivered more often than this (it keeps killing its worker) marks its symbols error.
 TECHNIC_BATCH_MAX_ATTEMPTS = env_int("TECHNIC_BATCH_MAX_ATTEMPTS", 3, minimum=1)
 # The watchdog fails a running scan with no progress for this long: longer than a lost batch

@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from engine.config import RANGES, ConfigError, ScanConfig
 from engine.scan import INDICATOR_FIELDS
+from engine.screens.language import ScreenError
 from infra.errors import ApiError
 from market.providers.base import ERROR_SUGGESTIONS
 from progress.tracker import STAGES
@@ -122,6 +123,16 @@ class ScanStartSerializer(serializers.Serializer):
     target_rr = StrictFloatField(required=False, **_range("target_rr"))
     min_price = StrictFloatField(required=False, **_range("min_price"))
     min_dollar_volume = StrictFloatField(required=False, **_range("min_dollar_volume"))
+    filter = StrictCharField(
+        required=False, allow_blank=True, help_text="a screen expression (docs/screens.md); empty: no filter"
+    )
+    rank_by = StrictCharField(
+        required=False, allow_blank=True, help_text="a number expression to rank by; empty: the default ranking"
+    )
+    order = StrictCharField(required=False, help_text="desc (default) or asc")
+    screen_id = StrictIntegerField(
+        required=False, min_value=1, help_text="run this saved screen; the other fields given override its own"
+    )
     async_mode = StrictBooleanField(
         required=False, default=True, help_text="false: wait for the results (up to the server's limit)."
     )
@@ -179,6 +190,7 @@ def scan_options(data: Any) -> tuple[ScanConfig, bool]:
         raise unknown_field(unknown, known)
     options = dict(validated(ScanStartSerializer, data))
     async_mode = options.pop("async_mode")
+    options.pop("screen_id", None)  # resolved by the view (``saved_screen_body``)
     for name in ("symbols", "sectors"):
         if name in options:
             options[name] = tuple(options[name])
@@ -216,6 +228,8 @@ def unknown_field(unknown: list[str], known: list[str]) -> ApiError:
 def config_error(err: ConfigError, value: Any) -> ApiError:
     """A ScanConfig or universe problem (unknown sector, as_of outside the data, ...) as a 400."""
     details = {"field": err.field, "value": safe_repr(value)}
+    if isinstance(err, ScreenError):
+        details.update(err.details())
     return ApiError(field_code(err.field), str(err), suggestions=err.suggestions, details=details)
 
 

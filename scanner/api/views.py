@@ -5,6 +5,7 @@ scan is the caller's. Errors use the API's one shape (``infra.errors``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -22,7 +23,7 @@ from rest_framework.settings import APISettings
 from rest_framework.views import APIView
 
 from engine.config import ConfigError, ScanConfig
-from infra.errors import ApiError, scan_not_found
+from infra.errors import ApiError, scan_not_found, screen_not_found
 from infra.openapi import error_response
 from infra.throttles import ScopeThrottle
 from market.providers import DataProviderError
@@ -47,7 +48,8 @@ from scanner.api.serializers import (
     validated,
 )
 from scanner.csv_export import stream_csv
-from scanner.models import Scan
+from scanner.models import Scan, Screen
+from scanner.screens import screen_options, user_screen
 from scanner.selectors import (
     active_scans,
     finished_scans,
@@ -60,7 +62,7 @@ from scanner.selectors import (
 from scanner.services import ScanNotCancellable, TooManyActiveScans, scan_cancel, scan_create, scan_wait
 
 ACTIVE_RETRY_AFTER_SECONDS = 5
-LEGACY_PARAMS = ("max_symbols", "sectors")
+LEGACY_PARAMS = ("max_symbols", "sectors", "filter", "rank_by", "order", "screen_id")
 
 
 NOT_AUTHENTICATED = {401: error_response("NOT_AUTHENTICATED: no or an invalid token or session")}
@@ -68,7 +70,11 @@ THROTTLED = {429: error_response("THROTTLED (with Retry-After)")}
 NOT_FOUND = {404: error_response("SCAN_NOT_FOUND: no such scan among the caller's")}
 CSRF = {403: error_response("a session client sent no valid CSRF token")}
 STARTING = {
-    400: error_response("INVALID_<FIELD>, INVALID_SECTOR, INVALID_SYMBOL, UNKNOWN_FIELD, INVALID_BODY, MALFORMED_JSON"),
+    400: error_response(
+        "INVALID_<FIELD> (INVALID_FILTER and INVALID_RANK_BY with details.position and details.expected), "
+        "INVALID_SECTOR, INVALID_SYMBOL, UNKNOWN_FIELD, INVALID_BODY, MALFORMED_JSON"
+    ),
+    404: error_response("SCREEN_NOT_FOUND: no such saved screen among the caller's"),
     **NOT_AUTHENTICATED,
     429: error_response("TOO_MANY_ACTIVE_SCANS (details.active_scan_ids) or THROTTLED; both with Retry-After"),
     503: error_response(
@@ -98,11 +104,28 @@ def _finished(scan: Scan) -> Scan:
     return scan
 
 
-def _start(request: Request, config: ScanConfig, async_mode: bool) -> Response:
+def _start_options(request: Request, data: Any) -> tuple[ScanConfig, bool, Screen | None]:
+    """The scan's config, async_mode and saved screen (``screen_id``: its filter, ranking and
+    options, overridden by the fields given beside it); 404 SCREEN_NOT_FOUND unless it is the
+    caller's."""
+    saved = None
+    if isinstance(data, Mapping) and "screen_id" in data:
+        screen_id = validated(ScanStartSerializer, {"screen_id": data["screen_id"]})["screen_id"]
+        saved = user_screen(request.user, screen_id)
+        if saved is None:
+            raise screen_not_found(screen_id)
+        data = {**screen_options(saved), **{k: v for k, v in data.items() if k != "screen_id"}}
+    config, async_mode = scan_options(data)
+    return config, async_mode, saved
+
+
+def _start(request: Request, config: ScanConfig, async_mode: bool, screen: Screen | None = None) -> Response:
     """Create the scan; with ``async_mode`` false wait for it (TECHNIC_SYNC_SCAN_TIMEOUT) and
     answer its results if it finished in time. Otherwise 202 with where to follow it."""
     try:
-        scan = scan_create(owner=request.user, config=config, max_active=settings.TECHNIC_MAX_ACTIVE_SCANS)
+        scan = scan_create(
+            owner=request.user, config=config, max_active=settings.TECHNIC_MAX_ACTIVE_SCANS, screen=screen
+        )
     except ConfigError as err:
         raise config_error(err, getattr(config, err.field, None)) from err
     except TooManyActiveScans as err:
@@ -146,8 +169,8 @@ class ScanStartView(APIView):
     )
     def post(self, request: Request) -> Response:
         """Start a scan; 202 with its URLs, or (``async_mode: false``) its results."""
-        config, async_mode = scan_options(request.data)
-        return _start(request, config, async_mode)
+        config, async_mode, screen = _start_options(request, request.data)
+        return _start(request, config, async_mode, screen)
 
 
 class ScanLegacyView(APIView):
@@ -158,6 +181,10 @@ class ScanLegacyView(APIView):
         parameters=[
             OpenApiParameter("max_symbols", {"type": "integer", "minimum": 1, "maximum": 20_000}),
             OpenApiParameter("sectors", str, description="comma-separated GICS sector names"),
+            OpenApiParameter("filter", str, description="a screen expression (docs/screens.md)"),
+            OpenApiParameter("rank_by", str, description="a number expression to rank by"),
+            OpenApiParameter("order", str, description="desc (default) or asc"),
+            OpenApiParameter("screen_id", int, description="run this saved screen"),
         ],
         responses={
             200: OpenApiResponse(
@@ -169,8 +196,8 @@ class ScanLegacyView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Legacy synchronous scan: POST /scan/start with ``async_mode: false``, options in the query."""
-        config, _ = scan_options(_legacy_body(request.query_params))
-        return _start(request, config, async_mode=False)
+        config, _, screen = _start_options(request, _legacy_body(request.query_params))
+        return _start(request, config, async_mode=False, screen=screen)
 
 
 def _legacy_body(query: QueryDict) -> dict[str, Any]:
@@ -180,9 +207,13 @@ def _legacy_body(query: QueryDict) -> dict[str, Any]:
     if unknown:
         raise unknown_field(unknown, list(LEGACY_PARAMS))
     body: dict[str, Any] = {}
-    raw = query.get("max_symbols")
-    if raw is not None:
-        body["max_symbols"] = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw
+    for name in ("max_symbols", "screen_id"):
+        raw = query.get(name)
+        if raw is not None:
+            body[name] = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw
+    for name in ("filter", "rank_by", "order"):
+        if name in query:
+            body[name] = query[name]
     if "sectors" in query:
         body["sectors"] = [s.strip() for value in query.getlist("sectors") for s in value.split(",") if s.strip()]
     return body
