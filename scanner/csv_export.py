@@ -1,7 +1,9 @@
 """Result rows as CSV (the API's ``?format=csv`` and ``manage.py scan --format csv``), safe to
 open in a spreadsheet.
 
-Columns are ``ROW_FIELDS``; ``subscores`` is written as JSON, the flag lists joined with ``;``, a
+Columns are ``ROW_FIELDS``, with ``screen`` spread out as ``screen.rank`` and one
+``screen: <text>`` column per field or call the screen names (those of the first row: every row
+of a scan has the same); ``subscores`` is written as JSON, the flag lists joined with ``;``, a
 missing value as an empty cell. Names and sectors come from universe files and data providers,
 that is from outside, and a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return is a formula to Excel, LibreOffice and Google Sheets. OWASP's rule is applied to
@@ -12,6 +14,7 @@ text. Numbers stay numbers: a return of -0.05 is written ``-0.05``.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -23,6 +26,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Text that is a plain number (a spreadsheet reads it as that number, not as a formula).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 ROWS_PER_CHUNK = 200
+# The columns of every export; a screen's values follow as ``screen: <text>``.
+CSV_FIELDS = (*(f for f in ROW_FIELDS if f != "screen"), "screen.rank")
 
 
 def csv_cell(value: Any) -> Any:
@@ -54,9 +59,23 @@ class _Line:
 def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     """The header line, then one line per row."""
     writer = csv.writer(_Line(), lineterminator="\n")
-    yield writer.writerow([csv_cell(field) for field in ROW_FIELDS])
-    for row in rows:
-        yield writer.writerow([csv_cell(_row_value(field, row[field])) for field in ROW_FIELDS])
+    fields = CSV_FIELDS[:-1]
+    it = iter(rows)
+    first = next(it, None)
+    names = list(_screen(first)["values"]) if first is not None else []
+    yield writer.writerow([csv_cell(c) for c in (*CSV_FIELDS, *(f"screen: {n}" for n in names))])
+    if first is None:
+        return
+    for row in itertools.chain([first], it):
+        screen = _screen(row)
+        cells = [_row_value(field, row[field]) for field in fields]
+        cells.append(_row_value("rank", screen.get("rank")))
+        cells.extend(_row_value(n, screen["values"].get(n)) for n in names)
+        yield writer.writerow([csv_cell(c) for c in cells])
+
+
+def _screen(row: dict[str, Any]) -> dict[str, Any]:
+    return row.get("screen") or {"values": {}, "rank": None}
 
 
 def render_csv(rows: Iterable[dict[str, Any]]) -> str:

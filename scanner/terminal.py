@@ -103,15 +103,30 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return text[:22] if key == "sector" else text
 
 
+SCREEN_COLUMNS = 4
+
+
+def _screen_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.4g}"
+
+
 def render_table(rows: Sequence[dict[str, Any]], top: int | None) -> str:
+    """The ranked rows as a text table; the first SCREEN_COLUMNS values of the screen follow the
+    standard columns (``--format csv``/``json`` have them all)."""
     shown = list(rows if top is None else rows[:top])
-    header = ["#", *(title for _, title, _ in TABLE_COLUMNS), "Data", "Risk"]
+    screen = list(((shown[0].get("screen") or {}).get("values") or {}) if shown else {})[:SCREEN_COLUMNS]
+    header = ["#", *(title for _, title, _ in TABLE_COLUMNS), "Data", "Risk", *screen]
     body = [
         [
             str(n),
             *(_cell(r, key, fmt) for key, _, fmt in TABLE_COLUMNS),
             str(len(r["quality_flags"])),
             str(len(r["risk_flags"])),
+            *(_screen_cell(r["screen"]["values"].get(name)) for name in screen),
         ]
         for n, r in enumerate(shown, 1)
     ]

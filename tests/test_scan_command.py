@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.scan import ROW_FIELDS
+from scanner.csv_export import CSV_FIELDS
 from tests.support.processes import manage
 
 
@@ -94,7 +95,7 @@ def test_csv_output_has_the_row_fields_as_columns(real: list[str]) -> None:
     proc = manage(*real, "--symbols", "AAPL,MSFT,XOM", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert tuple(rows[0]) == ROW_FIELDS
+    assert tuple(rows[0]) == CSV_FIELDS
     assert sorted(r["symbol"] for r in rows) == ["AAPL", "MSFT", "XOM"]
     assert all(json.loads(r["subscores"]) for r in rows)
 

@@ -300,6 +300,13 @@ class DataSourceSerializer(serializers.Serializer):
     universe_path = serializers.CharField(allow_null=True, help_text="the file's name; its full server path for staff")
 
 
+class ManifestScreenSerializer(serializers.Serializer):
+    filter = serializers.CharField(allow_blank=True, help_text="the filter's text as the scan ran it")
+    rank_by = serializers.CharField(allow_blank=True)
+    order = serializers.CharField()
+    screen_id = serializers.IntegerField(allow_null=True, help_text="the saved screen it came from, if any")
+
+
 class ManifestSerializer(serializers.Serializer):
     """What it takes to reproduce a scan."""
 
@@ -308,6 +315,7 @@ class ManifestSerializer(serializers.Serializer):
     data_provider = serializers.CharField()
     data_source = DataSourceSerializer()
     as_of = serializers.DateField(allow_null=True)
+    screen = ManifestScreenSerializer()
     last_bar = serializers.DictField(
         child=serializers.DateField(), help_text="per result symbol, the date of the last bar used"
     )
@@ -327,6 +335,14 @@ class ScanDetailSerializer(serializers.Serializer):
     metrics = serializers.DictField()
     stage_timings = serializers.DictField(child=StageTimingSerializer(), help_text=f"keys: {', '.join(STAGES)}")
     manifest = ManifestSerializer()
+
+
+class RowScreenSerializer(serializers.Serializer):
+    values = serializers.DictField(
+        help_text="each field and call the filter and rank_by name, as written, and the rank_by expression: "
+        "its value on the last bar (a number, true/false, or null when undefined)"
+    )
+    rank = serializers.IntegerField(help_text="the row's place in the scan's order, 1 first")
 
 
 class ResultRowSerializer(serializers.Serializer):
@@ -355,6 +371,7 @@ class ResultRowSerializer(serializers.Serializer):
     risk_flags = serializers.ListField(
         child=serializers.CharField(), help_text="the setup's and the plan's risks, and why an alpha is empty"
     )
+    screen = RowScreenSerializer()
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

@@ -86,3 +86,8 @@ def assert_documented(response: Any, method: str, path: str, streamed: str | Non
 
 def demo_symbols(n: int) -> list[str]:
     return [i.symbol for i in provider_for(DataSource.from_settings()).instruments()[:n]]
+
+
+def ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (already in rank order) as the API answers them: each with its ``screen.rank``."""
+    return [{**r, "screen": {**r["screen"], "rank": i}} for i, r in enumerate(rows, 1)]

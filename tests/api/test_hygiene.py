@@ -18,13 +18,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from engine.scan import ROW_FIELDS
 from infra.parsers import nesting_depth
 from live.consumers import CLOSE_NOT_FOUND
-from scanner.csv_export import csv_cell
+from scanner.csv_export import CSV_FIELDS, csv_cell
 from scanner.models import Scan
 from technic_project.asgi import application
-from tests.api.support import assert_documented, client_for, finished_scan, streamed_text
+from tests.api.support import assert_documented, client_for, finished_scan, ranked, streamed_text
 from tests.support.accounts import run, user_with_token
 from tests.support.processes import manage
 
@@ -167,7 +166,7 @@ def test_the_api_csv_export_neutralises_formulas_in_names_and_sectors(
     response = api.get(f"/scan/results/{scan.id}?format=csv")
     assert response.status_code == 200 and response.streaming
     text = streamed_text(response)
-    assert text.splitlines()[0] == ",".join(ROW_FIELDS)
+    assert text.splitlines()[0] == ",".join(CSV_FIELDS)
     table = assert_neutralised(text, rows)
     assert float(table[rows[0]["symbol"]]["ret_1d"]) == -0.0123, "a negative number stays a number"
     assert_documented(response, "get", "/scan/results/{scan_id}", text)
@@ -207,7 +206,7 @@ def test_results_up_to_the_page_size_come_whole_in_one_answer_as_old_clients_exp
     scan = finished_scan(owner[0], demo_rows)
     response = api.get(f"/scan/results/{scan.id}")
     body = response.json()
-    assert body["results"] == demo_rows
+    assert body["results"] == ranked(demo_rows)
     assert (body["count"], body["next"], body["previous"]) == (len(demo_rows), None, None)
     assert_documented(response, "get", "/scan/results/{scan_id}")
 

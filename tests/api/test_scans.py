@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from engine import ENGINE_VERSION
 from engine.config import ScanConfig
-from engine.scan import ROW_FIELDS
 from progress import store
+from scanner.csv_export import CSV_FIELDS
 from scanner.models import Scan
 from tests.api.support import (
     UNKNOWN_ID,
@@ -25,6 +25,7 @@ from tests.api.support import (
     error_of,
     finished_scan,
     pending_scan,
+    ranked,
     streamed_text,
 )
 from tests.support.accounts import user_with_token
@@ -44,7 +45,7 @@ def test_results_of_a_finished_scan_have_the_scan_its_ranked_rows_skips_and_mani
     assert response.status_code == 200
     body = response.json()
     assert [r["symbol"] for r in body["results"]] == [r["symbol"] for r in demo_rows]
-    assert body["results"] == demo_rows
+    assert body["results"] == ranked(demo_rows)
     assert body["skipped"] == [{"symbol": "ZZZZ", "reason": "no_data", "detail": "no bars"}]
     info = body["scan"]
     assert (info["id"], info["status"], info["config"], info["as_of"]) == (
@@ -62,6 +63,7 @@ def test_results_of_a_finished_scan_have_the_scan_its_ranked_rows_skips_and_mani
         "data_provider": "demo",
         "data_source": {"provider": "demo", "data_path": None, "universe_path": None},
         "as_of": DEMO_AS_OF.isoformat(),
+        "screen": {"filter": "", "rank_by": "", "order": "desc", "screen_id": None},
         "last_bar": {r["symbol"]: r["as_of"] for r in demo_rows},
     }
     assert_documented(response, "get", "/scan/results/{scan_id}")
@@ -89,7 +91,7 @@ def test_results_export_as_a_csv_attachment(
     assert response["Content-Disposition"] == f'attachment; filename="scan-{scan.id}.csv"'
     text = streamed_text(response)
     lines = text.splitlines()
-    assert lines[0] == ",".join(ROW_FIELDS)
+    assert lines[0] == ",".join(CSV_FIELDS)
     assert [line.split(",")[0] for line in lines[1:]] == [r["symbol"] for r in demo_rows]
     assert_documented(response, "get", "/scan/results/{scan_id}", text)
 

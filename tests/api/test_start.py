@@ -70,6 +70,9 @@ def test_every_option_is_passed_to_the_scan(api: APIClient) -> None:
         "target_rr": 3,
         "min_price": 1,
         "min_dollar_volume": 0,
+        "filter": "close > sma_50 and weekly(close) > weekly(sma_20)",
+        "rank_by": "change(close, 21)",
+        "order": "asc",
         "async_mode": True,
     }
     assert api.post("/scan/start", options, format="json").status_code == 202

@@ -67,6 +67,9 @@ class Command(BaseCommand):
         parser.add_argument("--target-rr", type=float, default=ScanConfig.target_rr)
         parser.add_argument("--min-price", type=float, default=ScanConfig.min_price)
         parser.add_argument("--min-dollar-volume", type=float, default=ScanConfig.min_dollar_volume)
+        parser.add_argument("--filter", default="", help='a screen expression, e.g. "close > sma_50 and rsi_14 < 70"')
+        parser.add_argument("--rank-by", default="", help="a number expression to rank by (default: the TechRating)")
+        parser.add_argument("--order", choices=("desc", "asc"), default="desc", help="of --rank-by")
         parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
         parser.add_argument("--output", type=Path, help="write the results to this file instead of stdout")
         parser.add_argument("--top", type=int, default=25, help="rows in the table (0 = all)")
@@ -86,6 +89,9 @@ class Command(BaseCommand):
                 target_rr=opts["target_rr"],
                 min_price=opts["min_price"],
                 min_dollar_volume=opts["min_dollar_volume"],
+                filter=opts["filter"],
+                rank_by=opts["rank_by"],
+                order=opts["order"],
             )
             source = DataSource(
                 opts["provider"] or settings.TECHNIC_DATA_PROVIDER,
@@ -102,7 +108,12 @@ class Command(BaseCommand):
             else:
                 tracker = ProgressTracker("cli", weights=stage_weights())
                 report = run_scan(
-                    config, provider, tracker, lambda t: display.update(t.snapshot()), self._alpha(source, as_of)
+                    config,
+                    provider,
+                    tracker,
+                    lambda t: display.update(t.snapshot()),
+                    self._alpha(source, as_of),
+                    settings.TECHNIC_BENCHMARK,
                 )
         except ConfigError as err:
             hint = f" (did you mean: {', '.join(err.suggestions)}?)" if err.suggestions else ""
