@@ -1,6 +1,6 @@
 """A screen in a scan: its filter and ranking evaluated per chunk, and what waits for finalization.
 
-``Screen.evaluate`` runs in the batches: every clause of the filter (its top-level ``and``
+``evaluate_chunk`` runs in the batches: every clause of the filter (its top-level ``and``
 operands) that needs no other symbol, each named field's and call's value on the last bar, the
 ranking value, and each symbol's relative strength score. Clauses and rankings that use the
 cross-sectional ``rs_rating`` are evaluated by ``cross_section`` once every batch has reported,
@@ -48,11 +48,13 @@ class Screen:
     def needs_benchmark(self) -> bool:
         return any(_uses_rs(e.root) for e in self.expressions)
 
-    def batch_clauses(self) -> list[tuple[int, Node]]:
-        return [(i, c) for i, c in enumerate(self.filter.clauses if self.filter else ()) if not c.cross]
+    def batch_clauses(self) -> list[Node]:
+        """The filter's clauses each batch evaluates (those without ``rs_rating``), in order."""
+        return [c for c in (self.filter.clauses if self.filter else ()) if not c.cross]
 
-    def final_clauses(self) -> list[tuple[int, Node]]:
-        return [(i, c) for i, c in enumerate(self.filter.clauses if self.filter else ()) if c.cross]
+    def final_clauses(self) -> list[Node]:
+        """The clauses finalization evaluates (those with ``rs_rating``), in order."""
+        return [c for c in (self.filter.clauses if self.filter else ()) if c.cross]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -127,7 +129,7 @@ def evaluate_chunk(screen: Screen, source: Source) -> ChunkScreen:
 
     clauses: list[tuple[str, list[str], np.ndarray]] = []
     if screen.filter is not None:
-        for _, clause in screen.batch_clauses():
+        for clause in screen.batch_clauses():
             result = evaluate(clause, source, 1, known(screen.filter))[:, 0]
             failing[(result != 1.0) & (matched == 1.0)] = len(clauses)
             matched[result != 1.0] = 0.0
@@ -248,7 +250,7 @@ def cross_section(
     matched = np.ones(len(rows))
     failed: list[str | None] = [None] * len(rows)
     if screen.filter is not None:
-        for _, clause in screen.final_clauses():
+        for clause in screen.final_clauses():
             result = evaluate(clause, source, 1, lookup(screen.filter))[:, 0]
             named = _named(screen.filter, clause)
             for j in np.flatnonzero((result != 1.0) & (matched == 1.0)):
