@@ -96,12 +96,14 @@ def test_rs_rating_is_ranked_across_every_batch_at_finalization_whatever_the_bat
         assert sorted(strengths) == sorted(eligible)  # every eligible symbol, from every batch
         ratings = rs_ratings(strengths)
         for symbol, row in rows.items():
-            assert row["screen"]["values"]["rs_rating"] == ratings[symbol] >= 80
+            rating = ratings[symbol]
+            assert rating is not None and rating >= 80
+            assert row["screen"]["values"]["rs_rating"] == rating
             assert row["close"] > row["sma_50"]
         for symbol, (reason, detail) in skips.items():
             if reason == "not_matched" and "rs_rating" in detail:
-                rating = ratings[symbol]
-                assert rating is None or rating < 80 or math.isnan(rating)
+                rejected = ratings[symbol]
+                assert rejected is None or rejected < 80 or math.isnan(rejected)
         outcomes.append((rows, skips))
     assert outcomes[0] == outcomes[1]
     assert len(outcomes[0][0]) > 10

@@ -8,7 +8,7 @@ const STAGE_NAMES = {
   universe_loading: 'Universe loading', data_fetching: 'Data fetching',
   symbol_scanning: 'Symbol scanning', finalization: 'Finalization',
 };
-// Columns: key, header, how a row shows it, numeric.
+// Columns: key, header, how a row shows it, numeric (and, for the screen's, the value it sorts by).
 const COLUMNS = [
   ['symbol', 'Symbol', null, false],
   ['name', 'Name', (r) => r.name, false],
@@ -32,7 +32,40 @@ function percent(value) {
   return value === null || value === undefined ? '—' : `${value >= 0 ? '+' : ''}${fmt(value * 100, 2)}%`;
 }
 
-const state = { rows: [], sortKey: 'tech_rating', descending: true, page: null };
+const state = { rows: [], columns: COLUMNS, sortKey: 'tech_rating', descending: true, page: null };
+
+// A screen value: a number (digits by size), true/false, or a dash when undefined.
+function screenValue(value) {
+  if (value === null || value === undefined) return '—';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (typeof value !== 'number') return String(value);
+  const size = Math.abs(value);
+  return fmt(value, Number.isInteger(value) || size >= 1000 ? 0 : size >= 1 ? 2 : 4);
+}
+
+// The screen's columns when the scan ran one: its rank, then each field and call its filter and
+// rank_by name (the union over the rows, in the first row's order), after the sector.
+function screenColumns(rows) {
+  const keys = [];
+  for (const r of rows) for (const key of Object.keys((r.screen && r.screen.values) || {})) if (!keys.includes(key)) keys.push(key);
+  if (!keys.length) return [];
+  const numeric = (key) => rows.some((r) => typeof r.screen?.values?.[key] === 'number');
+  const rank = (r) => r.screen?.rank ?? null;
+  return [
+    ['screen:rank', 'Rank', (r) => (rank(r) === null ? '—' : String(rank(r))), true, rank],
+    ...keys.map((key) => {
+      const value = (r) => r.screen?.values?.[key] ?? null;
+      return [`screen:${key}`, key, (r) => screenValue(value(r)), numeric(key), value];
+    }),
+  ];
+}
+
+function withScreenColumns(rows) {
+  const extra = screenColumns(rows);
+  if (!extra.length) return COLUMNS;
+  const at = COLUMNS.findIndex(([key]) => key === 'sector') + 1;
+  return [...COLUMNS.slice(0, at), ...extra, ...COLUMNS.slice(at)];
+}
 
 function metric(label, value) {
   return el('div', {}, el('dt', {}, label), el('dd', {}, value));
@@ -74,14 +107,16 @@ function options(select, values) {
 
 function header() {
   const row = document.querySelector('#results-table thead tr');
-  row.replaceChildren(...COLUMNS.map(([key, label, , numeric]) => {
+  row.replaceChildren(...state.columns.map(([key, label, , numeric]) => {
+    const screen = key.startsWith('screen:');
     const button = el('button', { type: 'button', 'data-key': key }, label);
+    if (screen && key !== 'screen:rank') button.setAttribute('title', `From the screen: ${label}`);
     button.addEventListener('click', () => {
-      state.descending = state.sortKey === key ? !state.descending : numeric;
+      state.descending = state.sortKey === key ? !state.descending : numeric && key !== 'screen:rank';
       state.sortKey = key;
       draw();
     });
-    return el('th', { scope: 'col', class: numeric ? 'num' : '' }, button);
+    return el('th', { scope: 'col', class: [numeric ? 'num' : '', screen ? 'screen-col' : ''].join(' ').trim() }, button);
   }));
 }
 
@@ -95,8 +130,9 @@ function visibleRows() {
     && (!sector || r.sector === sector) && (!signal || r.signal === signal) && r.tech_rating >= minimum
     && (!flags || (flags === 'risk' ? r.risk_flags.length > 0 : (flags === 'none') === (r.quality_flags.length === 0))));
   const key = state.sortKey;
+  const column = state.columns.find(([k]) => k === key);
   const sign = state.descending ? -1 : 1;
-  const value = (r) => (Array.isArray(r[key]) ? r[key].join(',') : r[key]);
+  const value = column && column[4] ? column[4] : (r) => (Array.isArray(r[key]) ? r[key].join(',') : r[key]);
   return rows.sort((a, b) => {
     const x = value(a); const y = value(b);
     if (x === y) return a.symbol < b.symbol ? -1 : 1;
@@ -117,9 +153,9 @@ function draw() {
   body.replaceChildren(...rows.map((r) => {
     const open = el('button', { type: 'button', class: 'link', 'aria-label': `Chart of ${r.symbol}` }, r.symbol);
     open.addEventListener('click', () => showChart(state.page, r, open));
-    return el('tr', { 'data-symbol': r.symbol }, ...COLUMNS.map(([key, , show, numeric]) => (key === 'symbol'
+    return el('tr', { 'data-symbol': r.symbol }, ...state.columns.map(([key, , show, numeric]) => (key === 'symbol'
       ? el('th', { scope: 'row' }, open)
-      : el('td', { class: numeric ? 'num' : '' }, show(r)))));
+      : el('td', { class: [numeric ? 'num' : '', key.startsWith('screen:') ? 'screen-col' : ''].join(' ').trim(), 'data-key': key }, show(r)))));
   }));
   $('shown').textContent = `Showing ${rows.length} of ${state.rows.length} results.`;
 }
@@ -145,6 +181,8 @@ export async function showResults(page) {
   }
   state.page = page;
   state.rows = data.results;
+  state.columns = withScreenColumns(state.rows);
+  if (state.columns !== COLUMNS) { state.sortKey = 'screen:rank'; state.descending = false; } // the screen's order
   showMetrics(data.scan);
   showPartial(data.scan);
   options($('flt-sector'), state.rows.map((r) => r.sector));

@@ -1,14 +1,16 @@
 // The scan form: posts POST /scan/start and shows the API's errors next to the fields they name.
+// The screen editor above the options (screens.js) adds the filter, ranking or saved screen.
 import { call, showError, el } from './api.js';
+import { initScreens } from './screens.js';
 
 const form = document.getElementById('scan-form');
 const formError = document.getElementById('form-error');
 const start = document.getElementById('start');
 const NUMBERS = ['max_symbols', 'min_tech_rating', 'account_size', 'risk_pct', 'target_rr'];
 
-// The start body: only fields the user filled; a number field that is not a number is sent as
+// The scan options: only fields the user filled; a number field that is not a number is sent as
 // typed, so the API's message (and not the browser's) says what is wrong.
-function body() {
+function options() {
   const data = {};
   const sectors = [...form.querySelectorAll('input[name=sectors]:checked')].map((box) => box.value);
   if (sectors.length) data.sectors = sectors;
@@ -22,13 +24,36 @@ function body() {
   return data;
 }
 
+// Puts a saved screen's options in the form; the options it does not name are emptied.
+function fill(saved) {
+  const sectors = new Set(saved.sectors || []);
+  for (const box of form.querySelectorAll('input[name=sectors]')) box.checked = sectors.has(box.value);
+  form.elements.symbols.value = (saved.symbols || []).join(', ');
+  for (const name of NUMBERS) form.elements[name].value = saved[name] ?? '';
+  form.elements.as_of.value = saved.as_of || '';
+}
+
+const screens = initScreens(form, { options, fill });
+
+// The expressions' own errors stay: the screen editor redraws them with each check.
+const EXPRESSIONS = ['filter', 'rank_by'];
+
 function clearErrors() {
   formError.hidden = true;
-  for (const node of form.querySelectorAll('.field-error')) { node.hidden = true; node.replaceChildren(); }
-  for (const node of form.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+  for (const node of form.querySelectorAll('.field-error')) {
+    if (EXPRESSIONS.some((name) => node.id === `e-${name}`)) continue;
+    node.hidden = true; node.replaceChildren();
+  }
+  for (const node of form.querySelectorAll('[aria-invalid]')) {
+    if (!EXPRESSIONS.includes(node.name)) node.removeAttribute('aria-invalid');
+  }
 }
 
 function showFieldError(error) {
+  if (screens.showError(error)) {
+    document.getElementById(`f-${error.details.field || 'filter'}`)?.focus();
+    return true;
+  }
   const field = error.details.field;
   const slot = field && document.getElementById(`e-${field}`);
   if (!slot) return false;
@@ -55,7 +80,7 @@ form.addEventListener('submit', async (event) => {
   start.disabled = true;
   start.textContent = 'Starting…';
   try {
-    const started = await call('POST', '/scan/start', body());
+    const started = await call('POST', '/scan/start', screens.startBody(options()));
     location.assign(`/scans/${started.scan_id}/`);
     return;
   } catch (error) {
