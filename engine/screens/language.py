@@ -110,7 +110,7 @@ class Node:
     end: int
     value: Any = None  # a literal's value, a name's or call's lower-cased name, the operator(s)
     args: list[Node] = field(default_factory=list)
-    depth: int = 1
+    depth: int = 0
     type: Type = "number"
     last_only: bool = False
     cross: bool = False
@@ -118,11 +118,12 @@ class Node:
 
 
 def _node(kind: str, start: int, end: int, value: Any = None, args: list[Node] | None = None) -> Node:
-    """Nesting (``depth``) counts parentheses, calls, ``not`` and unary ``-``; an operator chain
-    is one n-ary node at its operands' depth, so a long chain is not deep."""
+    """Nesting (``depth``) counts parentheses, calls, ``not`` and unary ``-`` (a bare field or
+    literal is 0, ``(close)`` and ``abs(close)`` are 1); an operator chain is one n-ary node at
+    its operands' depth, so a long chain is not deep."""
     args = args or []
     inner = max((a.depth for a in args), default=0)
-    return Node(kind, start, end, value, args, inner + 1 if kind in ("call", "minus", "not") else max(inner, 1))
+    return Node(kind, start, end, value, args, inner + 1 if kind in ("call", "minus", "not") else inner)
 
 
 def _span(token: Token) -> tuple[int, int]:
@@ -184,7 +185,9 @@ class _Build(Transformer[Token, Node]):
         return _node(kind, c[0].start, c[-1].end, kind, c)
 
 
-_PARSER = Lark(GRAMMAR, parser="lalr", transformer=_Build(), maybe_placeholders=False)
+# The basic lexer: a keyword is a keyword everywhere (the contextual one would read a misplaced
+# "not" or "and" as a name, and report the error later, at the wrong place).
+_PARSER = Lark(GRAMMAR, parser="lalr", lexer="basic", transformer=_Build(), maybe_placeholders=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,6 +249,7 @@ def _syntax_error(field_name: str, text: str, err: UnexpectedInput) -> ScreenErr
         what = "the expression ends too early"
     else:  # pragma: no cover - lark raises only the three above
         raise err
+    names = _accepted(text, position) or names or []
     expected = [SHOWN[n] for n in sorted(names, key=_SHOWN_ORDER.index) if n in SHOWN]
     suggestions = []
     if isinstance(err, UnexpectedToken) and err.token.type == "COMP_OP":
@@ -259,6 +263,19 @@ def _syntax_error(field_name: str, text: str, err: UnexpectedInput) -> ScreenErr
         expected,
         suggestions,
     )
+
+
+def _accepted(text: str, position: int) -> set[str] | None:
+    """The terminals the parser accepts after ``text[:position]``. Lark's own lists are not
+    exact: an LALR parser reduces before it notices an error (so ``close > (1`` would expect only
+    ``)``), and a lexer error lists terminals of merged parser states (so ``close $`` would
+    expect ``)`` and ``,``). Replaying the prefix and trying each terminal is exact."""
+    try:
+        replay = _PARSER.parse_interactive(text[:position])
+        replay.exhaust_lexer()
+        return set(replay.accepts())
+    except UnexpectedInput:  # pragma: no cover - the prefix up to an error always parses
+        return None
 
 
 def _check_depth(field_name: str, root: Node) -> None:

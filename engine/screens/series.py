@@ -71,9 +71,11 @@ def _ret(c: np.ndarray, k: int) -> np.ndarray:
         return c / shift(c, k) - 1.0
 
 
-def _expanding(x: np.ndarray, n: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
-    """``reduce`` over the last ``n`` values, or over every value so far when there are fewer."""
-    return np.asarray(reduce(windows(x, n), axis=-1))
+def _expanding(x: np.ndarray, n: int, reduce: Callable[..., np.ndarray], neutral: float) -> np.ndarray:
+    """``reduce`` over the last ``n`` values, or over every value so far when there are fewer
+    (the window is padded with ``reduce``'s ``neutral`` value, not with NaN)."""
+    padded = np.concatenate([np.full((x.shape[0], n - 1), neutral), x], axis=1)
+    return np.asarray(reduce(sliding_window_view(padded, n, axis=1), axis=-1))
 
 
 class Source:
@@ -194,7 +196,7 @@ def _vol_20d(src: Source) -> np.ndarray:
 
 def _pct_from(src: Source, side: str) -> np.ndarray:
     p = src.panel
-    extreme = _expanding(p.high, YEAR, np.max) if side == "high" else _expanding(p.low, YEAR, np.min)
+    extreme = _expanding(p.high, YEAR, np.max, -np.inf) if side == "high" else _expanding(p.low, YEAR, np.min, np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         return p.close / extreme - 1.0
 
