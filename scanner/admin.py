@@ -1,15 +1,26 @@
-"""Scan administration: status, stage timings, counts and errors (read-only: the workflow owns scans)."""
+"""Scan administration: status, stage timings, counts and errors (read-only: the workflow owns
+scans); saved screens, validated on save as a scan would run them."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import date
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from engine.config import ConfigError, ScanConfig
+from engine.screens.language import ScreenError
 from progress.tracker import STAGES
-from scanner.models import Scan
+from scanner.models import Scan, Screen
+
+SCREEN_FIELDS = ("filter", "rank_by", "order")
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ScanConfig) if f.name not in SCREEN_FIELDS)
+SHOWN_CHARS = 80
 
 
 @admin.register(Scan)
@@ -58,3 +69,55 @@ class ScanAdmin(admin.ModelAdmin):
     def stage_seconds(self, scan: Scan) -> str:
         timings = scan.stage_timings()
         return " / ".join("-" if timings[s]["seconds"] is None else f"{timings[s]['seconds']:.2f}" for s in STAGES)
+
+
+class ScreenForm(forms.ModelForm):
+    class Meta:
+        model = Screen
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        """The screen as a scan would run it: ``ScanConfig`` of its options, filter, rank_by and
+        order; its first problem is a ValidationError on that field (options for an option's)."""
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValidationError({"options": 'Scan options are a JSON object, e.g. {"sectors": ["Energy"]}.'})
+        unknown = [name for name in options if name not in OPTION_NAMES]
+        if unknown:
+            raise ValidationError({"options": f"Unknown options {unknown}; known: {', '.join(OPTION_NAMES)}."})
+        config: dict[str, Any] = {name: tuple(v) if isinstance(v, list) else v for name, v in options.items()}
+        config.update(filter=data.get("filter") or "", rank_by=data.get("rank_by") or "", order=data["order"])
+        try:
+            if isinstance(config.get("as_of"), str):
+                config["as_of"] = date.fromisoformat(config["as_of"])
+            ScanConfig(**config)
+        except ConfigError as err:
+            message = str(err)
+            if isinstance(err, ScreenError):
+                message += f" (at character {err.position}; expected: {', '.join(err.expected) or 'nothing more'})"
+            if err.suggestions:
+                message += f"; did you mean: {', '.join(err.suggestions)}?"
+            raise ValidationError({err.field if err.field in SCREEN_FIELDS else "options": message}) from err
+        except (TypeError, ValueError) as err:  # an option of the wrong type, an as_of not YYYY-MM-DD
+            raise ValidationError({"options": f"Invalid option: {err}"}) from err
+        return data
+
+
+@admin.register(Screen)
+class ScreenAdmin(admin.ModelAdmin):
+    form = ScreenForm
+    list_display = ("name", "owner", "filter_text", "rank_by", "order", "updated_at")
+    list_filter = ("order",)
+    list_select_related = ("owner",)
+    search_fields = ("name", "owner__username")
+    ordering = ("owner__username", "name")
+    readonly_fields = ("created_at", "updated_at")
+    date_hierarchy = "updated_at"
+
+    @admin.display(description="filter", ordering="filter")
+    def filter_text(self, screen: Screen) -> str:
+        text = screen.filter
+        return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."

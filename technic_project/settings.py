@@ -333,6 +333,7 @@ REST_FRAMEWORK: dict[str, Any] = {
         "anon": env_str("TECHNIC_THROTTLE_ANON", "60/min"),
         "user": env_str("TECHNIC_THROTTLE_USER", "600/min"),
         "scan_start": env_str("TECHNIC_THROTTLE_SCAN_START", "30/min"),
+        "screen_preview": env_str("TECHNIC_THROTTLE_SCREEN_PREVIEW", "30/min"),
     },
 }
 # A user may have this many scans pending or running at once; more answer 429.
