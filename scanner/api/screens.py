@@ -106,7 +106,7 @@ class ScreenBodySerializer(serializers.Serializer):
         return name
 
 
-class ScreenRequestSerializer(ScreenBodySerializer):
+class ScreenWriteSerializer(ScreenBodySerializer):
     """The body of POST /api/screens/ and PUT or PATCH /api/screens/<id>."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -126,7 +126,7 @@ class ScreenSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ScreenCheckRequestSerializer(ClosedSerializer):
+class ScreenExpressionsSerializer(ClosedSerializer):
     filter = StrictCharField(required=False, allow_blank=True, help_text="a screen expression")
     rank_by = StrictCharField(required=False, allow_blank=True, help_text="a number expression")
     order = StrictCharField(required=False, help_text="desc or asc")
@@ -174,7 +174,7 @@ def _closed(
     data: Any, known: tuple[str, ...], ignored: tuple[str, ...] = (), what: str = "a screen"
 ) -> Mapping[str, Any]:
     """``data`` if it is a JSON object of ``known`` (or ``ignored``) fields; ApiError otherwise."""
-    if False:
+    if not isinstance(data, Mapping):
         raise ApiError(
             "INVALID_BODY",
             f"The body must be a JSON object ({what}), not {type(data).__name__}.",
@@ -207,7 +207,7 @@ def screen_fields(data: Any, current: Screen | None = None) -> dict[str, Any]:
         error = unknown_field(unknown, list(OPTION_NAMES))
         error.details["object"] = "options"
         raise error
-    config = ScanConfig(**options, **{name: fields[name] for name in EXPRESSION_FIELDS})
+    config, _ = scan_options({**options, **{name: fields[name] for name in EXPRESSION_FIELDS}})
     stored = config.as_dict()
     fields["options"] = {name: stored[name] for name in options}
     for name in ("filter", "rank_by"):
@@ -220,7 +220,8 @@ def screen_fields(data: Any, current: Screen | None = None) -> dict[str, Any]:
 def _name_taken(screen: Screen) -> ApiError:
     """409 for ``screen``'s name, suggesting free names and the screen that has it."""
     have = set(Screen.objects.filter(owner_id=screen.owner_id).values_list("name", flat=True))
-    existing = Screen.objects.filter(owner_id=screen.owner_id, name=screen.name).values_list("pk", flat=True).first()
+    clash = Screen.objects.filter(owner_id=screen.owner_id, name=screen.name).exclude(pk=screen.pk)
+    existing = clash.values_list("pk", flat=True).first()
     free: list[str] = []
     n = 2
     while len(free) < NAME_SUGGESTIONS:
@@ -304,7 +305,7 @@ class ScreenListView(APIView):
         return Response(ScreenSerializer(user_screens(request.user), many=True).data)
 
     @extend_schema(
-        request=ScreenRequestSerializer,
+        request=ScreenWriteSerializer,
         responses={201: ScreenSerializer, 400: INVALID, **NAME_TAKEN},
         description=SAVE_NOTE,
     )
@@ -323,7 +324,7 @@ class ScreenDetailView(APIView):
         return Response(ScreenSerializer(_owned(request, screen_id)).data)
 
     @extend_schema(
-        request=ScreenRequestSerializer,
+        request=ScreenWriteSerializer,
         responses={200: ScreenSerializer, 400: INVALID, **NOT_FOUND, **NAME_TAKEN},
         description=SAVE_NOTE + " Fields left out take their defaults (name is required).",
     )
@@ -332,7 +333,7 @@ class ScreenDetailView(APIView):
         return self._save(request, screen_id, partial=False)
 
     @extend_schema(
-        request=ScreenRequestSerializer,
+        request=ScreenWriteSerializer,
         responses={200: ScreenSerializer, 400: INVALID, **NOT_FOUND, **NAME_TAKEN},
         description=SAVE_NOTE + " Fields left out keep their values; options given replace the options whole.",
     )
@@ -400,7 +401,7 @@ class ScreenCatalogueView(APIView):
 
 class ScreenCheckView(APIView):
     @extend_schema(
-        request=ScreenCheckRequestSerializer,
+        request=ScreenExpressionsSerializer,
         responses={
             200: ScreenCheckSerializer,
             400: error_response(
