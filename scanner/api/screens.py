@@ -23,27 +23,28 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from engine.config import ConfigError, ScanConfig
+from engine.config import ConfigError
 from engine.screens.catalogue import catalogue
 from engine.screens.language import Expression
 from infra.errors import ApiError, screen_not_found
 from infra.openapi import error_response
 from infra.throttles import ScopeThrottle
 from market.providers import DataProviderError
-from market.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.api.serializers import (
     RowScreenSerializer,
     ScanStartSerializer,
     StrictCharField,
     config_error,
+    provider_unavailable,
     safe_repr,
     scan_options,
+    start_options,
     unknown_field,
     validated,
 )
 from scanner.models import Screen
 from scanner.preview import screen_preview
-from scanner.screens import screen_options, user_screen, user_screens
+from scanner.screens import user_screen, user_screens
 
 SCREEN_FIELDS = ("name", "description", "filter", "rank_by", "order", "options")
 # Sent back with a screen's other fields they are ignored, so a read screen can be written back.
@@ -261,19 +262,6 @@ def _parts(expression: Expression | None) -> dict[str, list[str]] | None:
     }
 
 
-def preview_config(request: Request, data: Any) -> ScanConfig:
-    """A preview's config from a POST /scan/start body: with ``screen_id`` the caller's saved
-    screen's options, filter and ranking, overridden by the fields given beside it (404
-    SCREEN_NOT_FOUND unless it is the caller's); ``async_mode`` is accepted and ignored."""
-    if isinstance(data, Mapping) and "screen_id" in data:
-        screen_id = validated(ScanStartSerializer, {"screen_id": data["screen_id"]})["screen_id"]
-        saved = user_screen(request.user, screen_id)
-        if saved is None:
-            raise screen_not_found(screen_id)
-        data = {**screen_options(saved), **{k: v for k, v in data.items() if k != "screen_id"}}
-    return scan_options(data)[0]
-
-
 def _owned(request: Request, screen_id: int) -> Screen:
     screen = user_screen(request.user, screen_id)
     if screen is None:
@@ -447,13 +435,11 @@ class ScreenPreviewView(APIView):
     def post(self, request: Request) -> Response:
         """What a screen matches now: the body of POST /scan/start (``screen_id`` and overrides
         too; ``async_mode`` is ignored), scanned in the request; nothing is recorded."""
-        config = preview_config(request, request.data)
+        config = start_options(request.user, request.data)[0]
         try:
             preview = screen_preview(config)
         except ConfigError as err:
             raise config_error(err, getattr(config, err.field, None)) from err
         except DataProviderError as err:
-            code = provider_error_code(err)
-            suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
-            raise ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions) from err
+            raise provider_unavailable(err) from err
         return Response(ScreenPreviewSerializer(preview).data)

@@ -16,15 +16,17 @@ from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from rest_framework import serializers
+from rest_framework import serializers, status
 
 from engine.config import RANGES, ConfigError, ScanConfig
 from engine.scan import INDICATOR_FIELDS
 from engine.screens.language import ScreenError
-from infra.errors import ApiError
-from market.providers.base import ERROR_SUGGESTIONS
+from infra.errors import ApiError, screen_not_found
+from market.providers import DataProviderError
+from market.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from progress.tracker import STAGES
-from scanner.models import ScanStatus, SkipReason
+from scanner.models import ScanStatus, Screen, SkipReason
+from scanner.screens import screen_options, user_screen
 
 SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,14}")
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
@@ -199,6 +201,28 @@ def scan_options(data: Any) -> tuple[ScanConfig, bool]:
     except ConfigError as err:
         raise config_error(err, data.get(err.field)) from err
     return config, async_mode
+
+
+def start_options(user: Any, data: Any) -> tuple[ScanConfig, bool, Screen | None]:
+    """The config, async_mode and saved screen of a POST /scan/start body: with ``screen_id`` the
+    caller's saved screen's options, filter and ranking, overridden by the fields given beside
+    it (404 SCREEN_NOT_FOUND unless it is the caller's)."""
+    saved = None
+    if isinstance(data, Mapping) and "screen_id" in data:
+        screen_id = validated(ScanStartSerializer, {"screen_id": data["screen_id"]})["screen_id"]
+        saved = user_screen(user, screen_id)
+        if saved is None:
+            raise screen_not_found(screen_id)
+        data = {**screen_options(saved), **{k: v for k, v in data.items() if k != "screen_id"}}
+    config, async_mode = scan_options(data)
+    return config, async_mode, saved
+
+
+def provider_unavailable(err: DataProviderError) -> ApiError:
+    """A data provider failure as the 503 of its code, with what to do next."""
+    code = provider_error_code(err)
+    suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
+    return ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions)
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

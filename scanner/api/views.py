@@ -5,7 +5,6 @@ scan is the caller's. Errors use the API's one shape (``infra.errors``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -23,11 +22,10 @@ from rest_framework.settings import APISettings
 from rest_framework.views import APIView
 
 from engine.config import ConfigError, ScanConfig
-from infra.errors import ApiError, scan_not_found, screen_not_found
+from infra.errors import ApiError, scan_not_found
 from infra.openapi import error_response
 from infra.throttles import ScopeThrottle
 from market.providers import DataProviderError
-from market.providers.base import ERROR_SUGGESTIONS, provider_error_code
 from scanner.api.serializers import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -42,14 +40,14 @@ from scanner.api.serializers import (
     ScanStartSerializer,
     ScanSummarySerializer,
     config_error,
+    provider_unavailable,
     scan_links,
-    scan_options,
+    start_options,
     unknown_field,
     validated,
 )
 from scanner.csv_export import stream_csv
 from scanner.models import Scan, Screen
-from scanner.screens import screen_options, user_screen
 from scanner.selectors import (
     active_scans,
     finished_scans,
@@ -104,21 +102,6 @@ def _finished(scan: Scan) -> Scan:
     return scan
 
 
-def _start_options(request: Request, data: Any) -> tuple[ScanConfig, bool, Screen | None]:
-    """The scan's config, async_mode and saved screen (``screen_id``: its filter, ranking and
-    options, overridden by the fields given beside it); 404 SCREEN_NOT_FOUND unless it is the
-    caller's."""
-    saved = None
-    if isinstance(data, Mapping) and "screen_id" in data:
-        screen_id = validated(ScanStartSerializer, {"screen_id": data["screen_id"]})["screen_id"]
-        saved = user_screen(request.user, screen_id)
-        if saved is None:
-            raise screen_not_found(screen_id)
-        data = {**screen_options(saved), **{k: v for k, v in data.items() if k != "screen_id"}}
-    config, async_mode = scan_options(data)
-    return config, async_mode, saved
-
-
 def _start(request: Request, config: ScanConfig, async_mode: bool, screen: Screen | None = None) -> Response:
     """Create the scan; with ``async_mode`` false wait for it (TECHNIC_SYNC_SCAN_TIMEOUT) and
     answer its results if it finished in time. Otherwise 202 with where to follow it."""
@@ -138,9 +121,7 @@ def _start(request: Request, config: ScanConfig, async_mode: bool, screen: Scree
             {"Retry-After": str(ACTIVE_RETRY_AFTER_SECONDS)},
         ) from err
     except DataProviderError as err:
-        code = provider_error_code(err)
-        suggestions = list(ERROR_SUGGESTIONS.get(code, ("Try again later",)))
-        raise ApiError(code, str(err), status.HTTP_503_SERVICE_UNAVAILABLE, suggestions) from err
+        raise provider_unavailable(err) from err
     body: dict[str, Any] = {"scan_id": scan.id, "status": scan.status, **scan_links(scan.id)}
     if not async_mode:
         scan = scan_wait(scan, settings.TECHNIC_SYNC_SCAN_TIMEOUT)
@@ -169,7 +150,7 @@ class ScanStartView(APIView):
     )
     def post(self, request: Request) -> Response:
         """Start a scan; 202 with its URLs, or (``async_mode: false``) its results."""
-        config, async_mode, screen = _start_options(request, request.data)
+        config, async_mode, screen = start_options(request.user, request.data)
         return _start(request, config, async_mode, screen)
 
 
@@ -196,7 +177,7 @@ class ScanLegacyView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Legacy synchronous scan: POST /scan/start with ``async_mode: false``, options in the query."""
-        config, _, screen = _start_options(request, _legacy_body(request.query_params))
+        config, _, screen = start_options(request.user, _legacy_body(request.query_params))
         return _start(request, config, async_mode=False, screen=screen)
 
 
