@@ -17,9 +17,9 @@ the scan's time (docs/benchmarks.md).
 The floor (measured in the same rounds): the filter evaluated alone (``evaluate_chunk``) over
 each chunk's panel, indicators and scores built beforehand, as ``scan_batch`` evaluates it, with
 a fresh ``Source`` each time (it caches series and the weekly panel); and, of that, building the
-chunks' weekly panels alone (``weekly_panel``). With the evaluator as it is, no scan with this
-filter takes less than the plain scan plus that evaluation, less the rows it does not build for
-the symbols that do not match.
+chunks' weekly bars alone (``WeeklyPanel``: the weeks and the weekly closes the filter reads).
+With the evaluator as it is, no scan with this filter takes less than the plain scan plus that
+evaluation, less the rows it does not build for the symbols that do not match.
 
 Parsing: a filter of about 2,000 characters (the limit) made of varied clauses, parsed and
 checked by ``engine.screens.language._parse`` without its cache, against its floor: the lark
@@ -127,7 +127,7 @@ def _scan_figures(
     from engine.scan import CHUNK_SIZE, _alphas, _source, scan_batch
     from engine.scoring import score
     from engine.screens.screen import evaluate_chunk
-    from engine.screens.series import weekly_panel
+    from engine.screens.series import WeeklyPanel
 
     plain = ScanConfig(lookback_days=LOOKBACK)
     filtered = ScanConfig(lookback_days=LOOKBACK, filter=FILTER)
@@ -148,7 +148,7 @@ def _scan_figures(
 
     def weekly_only() -> None:
         for panel, *_ in prebuilt:
-            weekly_panel(panel)
+            _ = WeeklyPanel(panel).close
 
     times, faults = _rounds(
         {

@@ -15,14 +15,9 @@ import numpy as np
 from engine.types import Bars
 
 
-@dataclass(frozen=True, eq=False)
-class Panel:
-    dates: np.ndarray  # (S, T) datetime64[D], NaT padded
-    open: np.ndarray  # (S, T) float64, NaN padded
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
+class Aligned:
+    """Left-aligned rows of ``lengths`` bars each: reading each row's last values."""
+
     lengths: np.ndarray  # (S,) int64, each >= 1
 
     @property
@@ -46,6 +41,17 @@ class Panel:
         out = values[self.rows[:, None], np.maximum(idx, 0)].astype(float)
         out[idx < 0] = np.nan
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class Panel(Aligned):
+    dates: np.ndarray  # (S, T) datetime64[D], NaT padded
+    open: np.ndarray  # (S, T) float64, NaN padded
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    lengths: np.ndarray  # (S,) int64, each >= 1
 
 
 def build_panel(bars: Sequence[Bars]) -> Panel:

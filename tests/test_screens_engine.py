@@ -21,7 +21,7 @@ from engine.scan import INDICATOR_FIELDS, BatchOutput, scan_batch
 from engine.screens.evaluate import evaluate
 from engine.screens.language import ScreenError, parse
 from engine.screens.screen import cross_section, rs_ratings
-from engine.screens.series import Benchmark, Source, equal_weight_index, weekly_panel
+from engine.screens.series import Benchmark, Source, WeeklyPanel, equal_weight_index
 from engine.types import Bars, Instrument
 
 AS_OF = date(2016, 6, 30)  # a Thursday: the current week has four bars
@@ -339,7 +339,7 @@ def weeks(window: dict[str, Bars], symbols: list[str]) -> list[pd.DataFrame]:
 def test_weekly_bars_are_monday_to_sunday_weeks_ending_on_their_last_trading_day(
     source: Source, symbols: list[str], weeks: list[pd.DataFrame]
 ) -> None:
-    weekly = weekly_panel(source.panel)
+    weekly = WeeklyPanel(source.panel)
     for i, s in enumerate(symbols):
         expected = weeks[i]
         n = int(weekly.lengths[i])

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from engine import indicators as ta
-from engine.panel import Panel
+from engine.panel import Aligned, Panel
 from engine.scoring import rating_of, subscore_z, subscores_of
 from engine.screens.catalogue import SUBSCORE_FIELDS
 
@@ -83,7 +84,10 @@ class Source:
     row's), ``benchmark`` serves the ``rs_*`` fields."""
 
     def __init__(
-        self, panel: Panel, last: Mapping[str, np.ndarray] | None = None, benchmark: Benchmark | None = None
+        self,
+        panel: Panel | WeeklyPanel,
+        last: Mapping[str, np.ndarray] | None = None,
+        benchmark: Benchmark | None = None,
     ) -> None:
         self.panel = panel
         self.last = dict(last or {})
@@ -103,7 +107,7 @@ class Source:
 
     def weekly(self) -> Source:
         if self._weekly is None:
-            self._weekly = Source(weekly_panel(self.panel))
+            self._weekly = Source(WeeklyPanel(self.panel))
         return self._weekly
 
     def _compute(self, name: str) -> np.ndarray:
@@ -263,37 +267,53 @@ _PATTERNS: dict[str, Callable[[Source], np.ndarray]] = {
 }
 
 
-def weekly_panel(panel: Panel) -> Panel:
-    """Weekly bars of each row: a week (Monday to Sunday) ends on its last bar; open is its first
-    open, high the highest high, low the lowest low, close the last close, volume the sum. The
-    last week is the current one as it stands."""
-    s, t = panel.close.shape
-    valid = np.arange(t)[None, :] < panel.lengths[:, None]
-    rows = np.broadcast_to(np.arange(s)[:, None], (s, t))[valid]
-    days = panel.dates[valid].astype("int64")
-    week = (days + 3) // 7  # 1970-01-01 was a Thursday: weeks start on Mondays
-    starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (week[1:] != week[:-1])])
-    ends = np.r_[starts[1:], len(rows)] - 1
-    group_rows = rows[starts]
-    lengths = np.bincount(group_rows, minlength=s).astype(np.int64)
-    position = np.arange(len(starts)) - np.r_[0, np.cumsum(lengths)[:-1]][group_rows]
-    width = int(lengths.max())
+class WeeklyPanel(Aligned):
+    """Weekly bars of each row of ``daily``: a week (Monday to Sunday) ends on its last bar; open
+    is its first open, high the highest high, low the lowest low, close the last close, volume
+    the sum. The last week is the current one as it stands. The weeks are found once; each
+    column is built the first time it is read (most screens read the closes only)."""
 
-    def place(values: np.ndarray, fill: float | np.datetime64 = np.nan) -> np.ndarray:
-        out = np.full((s, width), fill, dtype=values.dtype)
-        out[group_rows, position] = values
+    def __init__(self, daily: Panel | WeeklyPanel) -> None:
+        s, t = daily.close.shape
+        self._valid = np.arange(t)[None, :] < daily.lengths[:, None]
+        rows = np.broadcast_to(np.arange(s)[:, None], (s, t))[self._valid]
+        week = (daily.dates[self._valid].astype("int64") + 3) // 7  # 1970-01-01 was a Thursday
+        self._starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (week[1:] != week[:-1])])
+        self._ends = np.r_[self._starts[1:], len(rows)] - 1
+        week_rows = rows[self._starts]
+        self.lengths = np.bincount(week_rows, minlength=s).astype(np.int64)
+        self._at = (week_rows, np.arange(len(self._starts)) - np.r_[0, np.cumsum(self.lengths)[:-1]][week_rows])
+        self._daily = daily
+
+    def _place(self, values: np.ndarray) -> np.ndarray:
+        fill = np.datetime64("NaT") if values.dtype.kind == "M" else np.nan
+        out = np.full((self.n_symbols, int(self.lengths.max())), fill, dtype=values.dtype)
+        out[self._at] = values
         return out
 
-    flat = {name: np.asarray(getattr(panel, name))[valid] for name in ("open", "high", "low", "close", "volume")}
-    return Panel(
-        dates=place(panel.dates[valid][ends], np.datetime64("NaT")),
-        open=place(flat["open"][starts]),
-        high=place(np.maximum.reduceat(flat["high"], starts)),
-        low=place(np.minimum.reduceat(flat["low"], starts)),
-        close=place(flat["close"][ends]),
-        volume=place(np.add.reduceat(flat["volume"], starts)),
-        lengths=lengths,
-    )
+    @cached_property
+    def dates(self) -> np.ndarray:
+        return self._place(self._daily.dates[self._valid][self._ends])
+
+    @cached_property
+    def open(self) -> np.ndarray:
+        return self._place(self._daily.open[self._valid][self._starts])
+
+    @cached_property
+    def high(self) -> np.ndarray:
+        return self._place(np.maximum.reduceat(self._daily.high[self._valid], self._starts))
+
+    @cached_property
+    def low(self) -> np.ndarray:
+        return self._place(np.minimum.reduceat(self._daily.low[self._valid], self._starts))
+
+    @cached_property
+    def close(self) -> np.ndarray:
+        return self._place(self._daily.close[self._valid][self._ends])
+
+    @cached_property
+    def volume(self) -> np.ndarray:
+        return self._place(np.add.reduceat(self._daily.volume[self._valid], self._starts))
 
 
 def equal_weight_index(closes: Mapping[str, tuple[np.ndarray, np.ndarray]], label: str) -> Benchmark:
